@@ -1,0 +1,71 @@
+#include <iomanip>
+#include <iostream>
+#include <memory>
+
+#include "commands.hpp"
+#include "common.hpp"
+#include "healthgym/checkpoint.hpp"
+
+namespace healthgym::cli {
+
+Action register_info(CLI::App& app) {
+  struct Opts {
+    std::string model;
+    bool json = false;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* sub = app.add_subcommand("info", "Describe a trained model checkpoint.");
+  sub->add_option("model", o->model, "Checkpoint written by 'train'")->required();
+  sub->add_flag("--json", o->json, "Print the checkpoint's metadata as JSON");
+  return [o] {
+    CheckpointContents c = load_checkpoint(o->model);
+    const auto& meta = c.meta;
+    if (o->json) {
+      nlohmann::json m = meta;
+      m.erase("log");
+      std::cout << m.dump(2) << "\n";
+      return;
+    }
+    const auto& tc = meta.at("train_config");
+    const Schema& s = c.model.encoder.schema();
+    std::cout << "checkpoint      " << o->model << "\n"
+              << "format          version " << meta.value("format_version", 0) << ", healthgym "
+              << meta.value("healthgym_version", std::string("?")) << ", LibTorch "
+              << meta.value("torch_version", std::string("?")) << "\n"
+              << "trained         " << c.epoch << " of " << tc.at("epochs") << " epochs, preset "
+              << tc.value("preset", std::string("?")) << ", precision "
+              << tc.value("precision", std::string("?")) << ", seed " << tc.at("seed") << "\n"
+              << "data            " << tc.value("data_path", std::string("?")) << " (id "
+              << s.id_column << ", time " << s.time_column << ")\n"
+              << "network         U-Net hidden " << c.model.unet_config.hidden << ", levels "
+              << c.model.unet_config.levels << ", " << count_parameters(*c.model.net)
+              << " parameters\n"
+              << "diffusion       T " << c.model.diffusion.n_steps << ", beta "
+              << c.model.diffusion.beta_min << ".." << c.model.diffusion.beta_max
+              << ", recon weight " << c.model.diffusion.recon_weight << "\n"
+              << "design tensor   " << s.n_channels << " channels x "
+              << c.model.encoder.working_length() << " steps\n";
+    std::string log = meta.value("log", std::string());
+    const auto last_nl = log.find_last_of('\n', log.size() >= 2 ? log.size() - 2 : 0);
+    if (last_nl != std::string::npos && log.size() > last_nl + 1)
+      std::cout << "last epoch      " << log.substr(last_nl + 1, log.size() - last_nl - 2)
+                << "  (epoch,loss,diffusion,recon,seconds,skipped)\n";
+    std::cout << "variables       " << s.variables.size() << "\n";
+    const auto& reals = c.model.encoder.real_transforms();
+    for (size_t i = 0; i < s.variables.size(); ++i) {
+      const auto& v = s.variables[i];
+      std::cout << "  " << std::left << std::setw(20) << v.name << std::setw(12)
+                << to_string(v.type) << (v.is_static ? "static  " : "        ")
+                << (v.has_missing ? "missing " : "        ");
+      if (v.type == VarType::kReal)
+        std::cout << to_string(reals[i].kind) << " lambda=" << reals[i].lambda;
+      else {
+        std::cout << "labels:";
+        for (const auto& l : v.labels) std::cout << ' ' << l;
+      }
+      std::cout << "\n";
+    }
+  };
+}
+
+}  // namespace healthgym::cli

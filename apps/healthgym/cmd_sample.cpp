@@ -1,0 +1,85 @@
+#include <cstdio>
+#include <iostream>
+#include <memory>
+
+#include "commands.hpp"
+#include "common.hpp"
+#include "healthgym/sample.hpp"
+
+namespace healthgym::cli {
+
+Action register_sample(CLI::App& app) {
+  struct Opts {
+    SampleConfig cfg;
+    std::string categorical = "argmax";
+    std::string precision = "fp32";
+    bool no_guardrail = false;
+    std::string statics;
+    int threads = 0;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* sub = app.add_subcommand(
+      "sample",
+      "Generate synthetic patients from a trained checkpoint and write them as CSV in the "
+      "training data's format (same columns, labels and time grid; fresh patient ids).");
+  auto& c = o->cfg;
+  sub->add_option("--model", c.model_path, "Checkpoint written by 'train'")->required();
+  sub->add_option("--n", c.n, "Number of synthetic patients")->required();
+  sub->add_option("--out", c.out_path, "CSV to write (written atomically)")->required();
+  sub->add_option("--batch", c.batch, "Sequences denoised together")->capture_default_str();
+  sub->add_flag("--no-guardrail", o->no_guardrail,
+                "Keep every sequence (out-of-range reals are clamped) instead of rejecting "
+                "those whose real values leave [-1,1]");
+  sub->add_option("--max-attempts", c.max_attempts,
+                  "Give up after this many generated sequences (0 = 20 x --n)")
+      ->capture_default_str();
+  sub->add_option("--categorical", o->categorical,
+                  "argmax over each one-hot block, or sample from its softmax")
+      ->check(CLI::IsMember({"argmax", "sample"}))
+      ->capture_default_str();
+  sub->add_option("--temperature", c.temperature, "Softmax temperature for --categorical sample")
+      ->capture_default_str();
+  sub->add_option("--seed", c.seed, "Random seed (same seed and model: same patients)")
+      ->capture_default_str();
+  sub->add_option("--first-id", c.first_id, "Number of the first synthetic patient")
+      ->capture_default_str();
+  sub->add_option("--device", c.device, "cpu or cuda[:N]")->capture_default_str();
+  sub->add_option("--precision", o->precision, "fp32 | bf16 | fp16 (CUDA) for the network")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
+      ->capture_default_str();
+  sub->add_option("--statics", o->statics,
+                  "hold: one value per patient for static variables; free: per step, as the "
+                  "original (default: free for a seed-preset model, hold otherwise)")
+      ->check(CLI::IsMember({"hold", "free"}));
+  add_threads_option(sub, &o->threads);
+
+  return [o] {
+    apply_threads(o->threads);
+    SampleConfig cfg = o->cfg;
+    cfg.guardrail = !o->no_guardrail;
+    cfg.categorical =
+        o->categorical == "sample" ? CategoricalDecode::kSample : CategoricalDecode::kArgmax;
+    cfg.precision = precision_from_string(o->precision);
+    if (!o->statics.empty()) cfg.hold_static = o->statics == "hold";
+    StatusLine status;
+    const SampleResult r = sample_to_csv(cfg, [&](const SampleProgress& p) {
+      char buf[160];
+      std::snprintf(buf, sizeof buf, "accepted %lld/%lld (tried %lld)  denoising step %lld/%lld",
+                    static_cast<long long>(p.accepted), static_cast<long long>(p.target),
+                    static_cast<long long>(p.attempted), static_cast<long long>(p.step),
+                    static_cast<long long>(p.steps));
+      status.update(buf, false);
+    });
+    status.finish();
+    char buf[200];
+    std::snprintf(buf, sizeof buf,
+                  "wrote %lld synthetic patients to %s in %s; guardrail acceptance %.1f%% "
+                  "(%lld of %lld)",
+                  static_cast<long long>(r.accepted), cfg.out_path.c_str(),
+                  format_duration(r.seconds).c_str(), 100.0 * r.acceptance_rate,
+                  static_cast<long long>(r.accepted), static_cast<long long>(r.attempted));
+    std::cout << buf << "\n";
+  };
+}
+
+}  // namespace healthgym::cli

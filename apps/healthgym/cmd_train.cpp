@@ -1,0 +1,171 @@
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <vector>
+
+#include "commands.hpp"
+#include "common.hpp"
+#include "healthgym/train.hpp"
+
+namespace healthgym::cli {
+
+namespace {
+
+// Options that override the chosen preset only when given on the command line.
+class Overrides {
+ public:
+  template <typename T, typename Set>
+  CLI::Option* add(CLI::App* app, const std::string& name, const std::string& help, T def,
+                   Set set) {
+    auto value = std::make_shared<T>(def);
+    CLI::Option* opt = app->add_option(name, *value, help);
+    opt->default_val(def);
+    apply_.push_back([opt, value, set](TrainConfig& c) {
+      if (opt->count() > 0) set(c, *value);
+    });
+    return opt;
+  }
+  void apply(TrainConfig& c) const {
+    for (const auto& f : apply_) f(c);
+  }
+
+ private:
+  std::vector<std::function<void(TrainConfig&)>> apply_;
+};
+
+std::string fmt_num(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.4g", v);
+  return buf;
+}
+
+}  // namespace
+
+Action register_train(CLI::App& app) {
+  struct Opts {
+    std::string preset = "default";
+    std::string resume;
+    std::string precision;
+    bool no_blend = false;
+    int threads = 0;
+    Overrides ov;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* sub = app.add_subcommand(
+      "train",
+      "Train a diffusion model on a cohort CSV and write one checkpoint file holding "
+      "everything needed to sample or resume. A preset sets every hyperparameter; flags "
+      "given override it.");
+  const TrainConfig d = default_preset();
+  const TrainConfig s = seed_preset();
+  auto& ov = o->ov;
+  sub->add_option("--preset", o->preset,
+                  "default: the original's network with a CPU-sized epoch count and the data's "
+                  "own length; seed: the original Health Gym v3 values exactly (3000 epochs, "
+                  "length padded by 100/60)")
+      ->check(CLI::IsMember({"default", "seed"}))
+      ->capture_default_str();
+  ov.add(sub, "--data", "Long-format CSV: one row per patient and time step", std::string(),
+         [](TrainConfig& c, const std::string& v) { c.data_path = v; });
+  ov.add(sub, "--id", "Column naming the patient", std::string(),
+         [](TrainConfig& c, const std::string& v) { c.id_column = v; });
+  ov.add(sub, "--time", "Column giving the time step", std::string(),
+         [](TrainConfig& c, const std::string& v) { c.time_column = v; });
+  ov.add(sub, "--schema", "Schema JSON (from 'healthgym schema'); inferred when absent",
+         std::string(), [](TrainConfig& c, const std::string& v) { c.schema_path = v; });
+  ov.add(sub, "--out", "Checkpoint to write (replaced atomically at each save)", std::string(),
+         [](TrainConfig& c, const std::string& v) { c.out_path = v; });
+  ov.add(sub, "--log", "Per-epoch loss CSV (default: OUT.log.csv)", std::string(),
+         [](TrainConfig& c, const std::string& v) { c.log_path = v; });
+  sub->add_option("--resume", o->resume,
+                  "Continue the run saved in this checkpoint up to --epochs (data, id and time "
+                  "default to the checkpoint's; --out defaults to this file)");
+  ov.add(sub, "--epochs", "Passes over the data (seed preset: " + std::to_string(s.epochs) + ")",
+         d.epochs, [](TrainConfig& c, int64_t v) { c.epochs = v; });
+  ov.add(sub, "--batch", "Sequences per optimiser step", d.batch,
+         [](TrainConfig& c, int64_t v) { c.batch = v; });
+  ov.add(sub, "--lr", "Adam learning rate", d.lr, [](TrainConfig& c, double v) { c.lr = v; });
+  ov.add(sub, "--adam-beta1", "Adam beta1", d.adam_beta1,
+         [](TrainConfig& c, double v) { c.adam_beta1 = v; });
+  ov.add(sub, "--adam-beta2", "Adam beta2", d.adam_beta2,
+         [](TrainConfig& c, double v) { c.adam_beta2 = v; });
+  ov.add(sub, "--clip", "Gradient-norm clipping threshold (0 = off)", d.clip,
+         [](TrainConfig& c, double v) { c.clip = v; });
+  ov.add(sub, "--hidden", "U-Net width C", d.hidden,
+         [](TrainConfig& c, int64_t v) { c.hidden = v; });
+  ov.add(sub, "--levels", "U-Net down/up stages", d.levels,
+         [](TrainConfig& c, int64_t v) { c.levels = v; });
+  ov.add(sub, "--groups", "GroupNorm groups", d.groups,
+         [](TrainConfig& c, int64_t v) { c.groups = v; });
+  ov.add(sub, "--dropout", "Dropout in residual blocks", d.dropout,
+         [](TrainConfig& c, double v) { c.dropout = v; });
+  ov.add(sub, "--n-steps", "Diffusion steps T", d.diffusion.n_steps,
+         [](TrainConfig& c, int64_t v) { c.diffusion.n_steps = v; });
+  ov.add(sub, "--beta-min", "First beta of the linear schedule", d.diffusion.beta_min,
+         [](TrainConfig& c, double v) { c.diffusion.beta_min = v; });
+  ov.add(sub, "--beta-max", "Last beta of the linear schedule", d.diffusion.beta_max,
+         [](TrainConfig& c, double v) { c.diffusion.beta_max = v; });
+  ov.add(sub, "--recon-weight", "Weight of the x0 reconstruction MSE", d.diffusion.recon_weight,
+         [](TrainConfig& c, double v) { c.diffusion.recon_weight = v; });
+  sub->add_flag("--no-noise-blend", o->no_blend,
+                "Reconstruct x0 from the predicted noise only (the original blends true and "
+                "predicted noise with U(0,1) weights)");
+  ov.add(sub, "--working-length",
+         "U-Net length in steps (0 = data's longest sequence x preset ratio, rounded up to a "
+         "multiple of 2^levels)",
+         d.working_length, [](TrainConfig& c, int64_t v) { c.working_length = v; });
+  ov.add(sub, "--shift", "Box-Cox shift eps (x + eps is transformed)", d.shift,
+         [](TrainConfig& c, double v) { c.shift = v; });
+  sub->add_option("--precision", o->precision,
+                  "fp32 | bf16 (autocast, no scaler) | fp16 (autocast + gradient scaler; CUDA)")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
+      ->default_str("fp32");
+  ov.add(sub, "--seed", "Random seed (same seed and data: same weights on CPU)", d.seed,
+         [](TrainConfig& c, uint64_t v) { c.seed = v; });
+  ov.add(sub, "--device", "cpu or cuda[:N]", d.device,
+         [](TrainConfig& c, const std::string& v) { c.device = v; });
+  ov.add(sub, "--checkpoint-every", "Save every N epochs (always at the end)",
+         d.checkpoint_every, [](TrainConfig& c, int64_t v) { c.checkpoint_every = v; });
+  add_threads_option(sub, &o->threads);
+
+  return [o] {
+    apply_threads(o->threads);
+    TrainConfig cfg = preset_by_name(o->preset);
+    o->ov.apply(cfg);
+    if (!o->precision.empty()) cfg.precision = precision_from_string(o->precision);
+    if (o->no_blend) cfg.diffusion.noise_blend = false;
+    if (!o->resume.empty()) {
+      cfg.resume_path = o->resume;
+      if (cfg.out_path.empty()) cfg.out_path = o->resume;
+    }
+    StatusLine status;
+    TrainCallbacks cb;
+    cb.on_start = [&](const TrainInfo& info) {
+      std::cerr << "training on " << info.patients << " patients: " << info.channels
+                << " channels x " << info.working_length << " steps, " << info.parameters
+                << " parameters, schema " << info.schema_source << ", " << torch::get_num_threads()
+                << " threads"
+                << (info.start_epoch > 0 ? ", resuming after epoch " + std::to_string(info.start_epoch)
+                                         : std::string())
+                << "\n";
+    };
+    cb.on_progress = [&](const TrainProgress& p) {
+      std::string line = "epoch " + std::to_string(p.epoch) + "/" + std::to_string(p.epochs) +
+                         (p.epoch_done ? "" : " step " + std::to_string(p.step) + "/" +
+                                                   std::to_string(p.steps_per_epoch)) +
+                         "  loss " + fmt_num(p.loss) + " (diff " + fmt_num(p.diffusion) +
+                         ", recon " + fmt_num(p.recon) + ")  " + fmt_num(p.seq_per_s) +
+                         " seq/s  ETA " + format_duration(p.eta_s) +
+                         (p.skipped_steps ? "  skipped " + std::to_string(p.skipped_steps) : "") +
+                         (p.checkpoint_saved ? "  [saved]" : "");
+      status.update(line, p.epoch_done);
+    };
+    const TrainResult r = train(cfg, cb);
+    status.finish();
+    std::cout << "trained " << r.epochs_done << " epochs in " << format_duration(r.seconds)
+              << ", final loss " << fmt_num(r.final_loss) << "; checkpoint " << cfg.out_path
+              << "\n";
+  };
+}
+
+}  // namespace healthgym::cli

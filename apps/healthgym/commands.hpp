@@ -1,0 +1,14 @@
+#pragma once
+// Each subcommand registers its options and returns the action to run after parsing.
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace healthgym::cli {
+
+using Action = std::function<void()>;
+Action register_schema(CLI::App& app);
+Action register_train(CLI::App& app);
+Action register_sample(CLI::App& app);
+Action register_info(CLI::App& app);
+
+}  // namespace healthgym::cli

@@ -1,0 +1,57 @@
+#pragma once
+// One checkpoint file holds everything needed to sample again or resume:
+// format version, schema and transforms (the encoder), configs, weights,
+// optimizer and scaler state, epoch and RNG state. Written atomically.
+#include <torch/torch.h>
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "healthgym/diffusion.hpp"
+#include "healthgym/encoder.hpp"
+#include "healthgym/unet.hpp"
+
+namespace healthgym {
+
+constexpr int kCheckpointFormatVersion = 1;
+constexpr const char* kHealthgymVersion = "0.1.0";
+
+// What a trained model is: the data encoding, the network and its schedule.
+struct DiffusionModel {
+  Encoder encoder;
+  UNetConfig unet_config;
+  DiffusionConfig diffusion;
+  UNet net{nullptr};
+  NoiseSchedule schedule{nullptr};
+
+  static DiffusionModel create(const Encoder& encoder, const UNetConfig& unet,
+                               const DiffusionConfig& diffusion);
+  void to(const torch::Device& device);
+};
+
+struct CheckpointContents {
+  DiffusionModel model;
+  nlohmann::json meta;  // format, versions, train config, epoch, scaler, history
+  int64_t epoch = 0;
+  torch::Tensor rng_state;  // CPU generator state at the end of `epoch`
+  // The optimizer's saved state, restored with restore_optimizer().
+  std::shared_ptr<torch::serialize::InputArchive> optimizer_archive;
+};
+
+// meta must hold "train_config", "epoch" and "scaler"; the encoder and model
+// configs are added from `model`.
+void save_checkpoint(const std::string& path, DiffusionModel& model, nlohmann::json meta,
+                     torch::optim::Optimizer* optimizer, const torch::Tensor& rng_state);
+
+// Throws InputError for a file that is not a healthgym checkpoint, is
+// truncated, or comes from another format version; IoError if unreadable.
+CheckpointContents load_checkpoint(const std::string& path,
+                                   const torch::Device& device = torch::kCPU);
+
+void restore_optimizer(const CheckpointContents& ckpt, torch::optim::Optimizer& optimizer);
+
+torch::Tensor cpu_rng_state();
+void set_cpu_rng_state(const torch::Tensor& state);
+
+}  // namespace healthgym

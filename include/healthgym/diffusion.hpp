@@ -1,0 +1,50 @@
+#pragma once
+// The DDPM forward process and training objective, kept apart from the
+// network and from the samplers.
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+
+#include "healthgym/unet.hpp"
+
+namespace healthgym {
+
+struct DiffusionConfig {
+  int64_t n_steps = 500;  // T
+  double beta_min = 1e-4;
+  double beta_max = 0.01;
+  double recon_weight = 20.0;
+  bool noise_blend = true;  // x0-hat uses a U(0,1) blend of true and predicted noise
+
+  void validate() const;  // throws UsageError
+  nlohmann::json to_json() const;
+  static DiffusionConfig from_json(const nlohmann::json& j);
+};
+
+// Linear beta schedule, alphas and cumulative products as registered buffers
+// (so they move with .to(device) and are saved with the weights).
+class NoiseScheduleImpl : public torch::nn::Module {
+ public:
+  explicit NoiseScheduleImpl(const DiffusionConfig& config);
+  // x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, for t: [B] int64.
+  torch::Tensor q_sample(const torch::Tensor& x0, const torch::Tensor& t,
+                         const torch::Tensor& eps) const;
+  int64_t n_steps() const { return betas.size(0); }
+
+  torch::Tensor betas, alphas, alpha_bar;
+};
+TORCH_MODULE(NoiseSchedule);
+
+// sum(((a - b)^2) * mask) / max(sum(mask), 1): padding and unobserved cells count for nothing.
+torch::Tensor masked_mse(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& mask);
+
+struct LossTerms {
+  torch::Tensor total, diffusion, recon;
+};
+
+// One training objective evaluation on a batch x0 [B, C, L] with mask [B, C, L]:
+// draws t and eps, predicts eps, reconstructs x0-hat, and weighs the two MSEs.
+LossTerms diffusion_loss(UNet& model, const NoiseSchedule& schedule, const DiffusionConfig& config,
+                         const torch::Tensor& x0, const torch::Tensor& mask);
+
+}  // namespace healthgym

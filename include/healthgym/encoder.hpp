@@ -1,0 +1,79 @@
+#pragma once
+// The design tensor: a cohort encoded as [patients, channels, steps] in [-1,1],
+// with every transform stored so that decoding is its exact inverse.
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <vector>
+
+#include "healthgym/cohort.hpp"
+#include "healthgym/power_transform.hpp"
+#include "healthgym/schema.hpp"
+
+namespace healthgym {
+
+struct EncodedCohort {
+  torch::Tensor x;          // [N, C, L] float32 in [-1, 1]
+  torch::Tensor loss_mask;  // [N, C, L] float32: 1 where a channel counts in the loss
+  torch::Tensor lengths;    // [N] int64, steps in use (<= L)
+};
+
+enum class CategoricalDecode { kArgmax, kSample };
+
+struct DecodeOptions {
+  CategoricalDecode categorical = CategoricalDecode::kArgmax;
+  double temperature = 0.1;  // softmax temperature over a span's [-1,1] values (kSample)
+  int64_t first_id = 1;      // synthetic patients are numbered from here
+  // Static variables get one value per patient: the median (reals) or mode
+  // (labels) over its steps, missing when most steps say not observed. Off
+  // reproduces the original, whose statics drift from step to step.
+  bool hold_static = true;
+};
+
+// Makes every static variable constant within each patient, as DecodeOptions::hold_static.
+void hold_static_values(Cohort& cohort, const Schema& schema);
+
+class Encoder {
+ public:
+  Encoder() = default;
+  // Fits the real transforms, the time grid and the length distribution.
+  // working_length is the U-Net's length; longer sequences are cropped.
+  static Encoder fit(const Schema& schema, const Cohort& cohort, int64_t working_length,
+                     double shift);
+
+  EncodedCohort encode(const Cohort& cohort) const;
+  // x: [N, C, L] (any float dtype, any device), lengths: [N].
+  Cohort decode(const torch::Tensor& x, const torch::Tensor& lengths, const DecodeOptions& options,
+                torch::Generator generator = {}) const;
+
+  // True for each sequence whose observed real values stay in [-1,1] over its
+  // valid length: the original's guardrail. Unobserved cells are not checked,
+  // since their values are never written and are not trained.
+  torch::Tensor within_range(const torch::Tensor& x, const torch::Tensor& lengths) const;
+
+  // Lengths drawn from the training cohort's length distribution.
+  torch::Tensor sample_lengths(int64_t n, torch::Generator generator = {}) const;
+
+  const Schema& schema() const { return schema_; }
+  int64_t working_length() const { return working_length_; }
+  int64_t channels() const { return schema_.n_channels; }
+  const std::vector<RealTransform>& real_transforms() const { return real_; }
+  const std::vector<double>& time_grid() const { return time_grid_; }
+
+  nlohmann::json to_json() const;
+  static Encoder from_json(const nlohmann::json& j);
+
+ private:
+  Schema schema_;
+  std::vector<RealTransform> real_;  // one per variable; kNone for one-hot variables
+  int64_t working_length_ = 0;
+  std::vector<double> time_grid_;        // time value written for each step
+  std::vector<int64_t> length_counts_;   // length_counts_[l-1]: patients with l steps
+};
+
+// Smallest multiple of 2^levels that holds max_length, so every down-sampling
+// stage sees an even length.
+int64_t auto_working_length(int64_t max_length, int64_t levels);
+
+}  // namespace healthgym

@@ -1,0 +1,62 @@
+#pragma once
+// Sampling: reverse diffusion from pure noise, the guardrail, decoding back to
+// clinical units and labels, and the synthetic CSV in the input's format.
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "healthgym/checkpoint.hpp"
+#include "healthgym/encoder.hpp"
+#include "healthgym/train.hpp"
+
+namespace healthgym {
+
+// DDPM ancestral sampling over all T steps: x_{t-1} = (x_t - beta_t /
+// sqrt(1 - abar_t) eps_hat) / sqrt(alpha_t) + sqrt(beta_t) z (no noise at t=0).
+// `on_step(k, T)` is called after each denoising step. Runs without autograd.
+torch::Tensor ddpm_sample(UNet& net, const NoiseSchedule& schedule,
+                          const std::vector<int64_t>& shape,
+                          const std::function<void(int64_t, int64_t)>& on_step = {});
+
+struct SampleConfig {
+  std::string model_path;
+  std::string out_path;
+  int64_t n = 0;       // synthetic patients wanted
+  int64_t batch = 256; // sequences generated together
+  bool guardrail = true;
+  // Sequences tried before giving up; 0 means 20 * n (at least one batch).
+  int64_t max_attempts = 0;
+  CategoricalDecode categorical = CategoricalDecode::kArgmax;
+  double temperature = 0.1;
+  uint64_t seed = 0;
+  std::string device = "cpu";
+  Precision precision = Precision::kFp32;
+  int64_t first_id = 1;
+  // Hold static variables constant per patient; unset follows the checkpoint's
+  // preset (the seed preset reproduces the original, which does not).
+  std::optional<bool> hold_static;
+
+  void validate() const;  // throws UsageError
+};
+
+struct SampleProgress {
+  int64_t accepted = 0, attempted = 0, target = 0;
+  int64_t step = 0, steps = 0;  // denoising step within the current batch
+};
+
+struct SampleResult {
+  int64_t accepted = 0, attempted = 0;
+  double acceptance_rate = 0;
+  double seconds = 0;
+};
+
+// Generates `n` accepted sequences (decoded to a cohort). Throws RuntimeError
+// when the guardrail rejects too many.
+Cohort generate_cohort(DiffusionModel& model, const SampleConfig& config, SampleResult* result,
+                       const std::function<void(const SampleProgress&)>& on_progress = {});
+
+// Loads the checkpoint, generates, and writes the CSV atomically.
+SampleResult sample_to_csv(const SampleConfig& config,
+                           const std::function<void(const SampleProgress&)>& on_progress = {});
+
+}  // namespace healthgym

@@ -1,0 +1,98 @@
+#pragma once
+// Training: data in, checkpoint out. Progress goes through a callback; errors
+// through exceptions. The CLI fills TrainConfig and calls train().
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "healthgym/diffusion.hpp"
+#include "healthgym/grad_scaler.hpp"
+#include "healthgym/unet.hpp"
+
+namespace healthgym {
+
+enum class Precision { kFp32, kBf16, kFp16 };
+std::string to_string(Precision p);
+Precision precision_from_string(const std::string& s);  // throws UsageError
+
+struct TrainConfig {
+  // Data
+  std::string data_path;
+  std::string id_column;
+  std::string time_column;
+  std::string schema_path;  // empty: infer
+  double shift = 1e-3;      // Box-Cox eps
+  // Output
+  std::string out_path;
+  std::string log_path;     // empty: out_path + ".log.csv"
+  std::string resume_path;  // empty: start fresh
+  // Model
+  int64_t hidden = 256;
+  int64_t levels = 3;
+  int64_t groups = 8;
+  double dropout = 0.0;
+  DiffusionConfig diffusion;
+  // Working length: explicit when > 0, else max length * length_ratio rounded
+  // up to a multiple of 2^levels.
+  int64_t working_length = 0;
+  double length_ratio = 1.0;
+  // Optimisation
+  int64_t epochs = 100;
+  int64_t batch = 128;
+  double lr = 1e-3;
+  double adam_beta1 = 0.9;
+  double adam_beta2 = 0.999;
+  double clip = 1.0;  // <= 0 disables clipping
+  Precision precision = Precision::kFp32;
+  GradScalerConfig scaler;
+  uint64_t seed = 0;
+  std::string device = "cpu";
+  // Checkpoints: every `checkpoint_every` epochs, and always at the end.
+  int64_t checkpoint_every = 1;
+  std::string preset = "default";
+
+  void validate() const;  // throws UsageError
+  nlohmann::json to_json() const;
+  static TrainConfig from_json(const nlohmann::json& j);
+};
+
+// The original Health Gym v3 hyperparameters.
+TrainConfig seed_preset();
+// healthgym's defaults for this machine class (see docs).
+TrainConfig default_preset();
+TrainConfig preset_by_name(const std::string& name);  // throws UsageError
+
+struct TrainProgress {
+  int64_t epoch = 0;  // 1-based, current
+  int64_t epochs = 0;
+  int64_t step = 0;  // within the epoch, 1-based
+  int64_t steps_per_epoch = 0;
+  double loss = 0, diffusion = 0, recon = 0;  // running means over the epoch
+  double seq_per_s = 0;
+  double eta_s = 0;
+  bool epoch_done = false;
+  bool checkpoint_saved = false;
+  int64_t skipped_steps = 0;  // fp16 steps skipped by the scaler, this epoch
+};
+
+struct TrainInfo {  // reported once before the first step
+  int64_t patients = 0, channels = 0, working_length = 0, parameters = 0, start_epoch = 0;
+  std::string schema_source;  // "inferred" or the schema path
+};
+
+struct TrainCallbacks {
+  std::function<void(const TrainInfo&)> on_start;
+  std::function<void(const TrainProgress&)> on_progress;
+  std::function<bool()> should_stop;  // polled between steps
+};
+
+struct TrainResult {
+  int64_t epochs_done = 0;
+  double final_loss = 0;
+  double seconds = 0;
+  bool stopped_early = false;
+};
+
+TrainResult train(const TrainConfig& config, const TrainCallbacks& callbacks = {});
+
+}  // namespace healthgym

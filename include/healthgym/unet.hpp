@@ -1,0 +1,77 @@
+#pragma once
+// The Health Gym v3 network: a 1-D U-Net over time with FiLM time conditioning
+// at every scale. Input and output are [batch, features, length].
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+
+namespace healthgym {
+
+struct UNetConfig {
+  int64_t features = 22;   // channels of the design tensor
+  int64_t hidden = 256;    // width C at every scale
+  int64_t levels = 3;      // down/up stages
+  int64_t groups = 8;      // GroupNorm groups (capped at C)
+  double dropout = 0.0;
+  int64_t n_steps = 500;   // diffusion steps T: rows of the time table
+  int64_t time_dim = 128;  // width of the fixed sinusoidal table
+
+  void validate() const;  // throws UsageError
+  nlohmann::json to_json() const;
+  static UNetConfig from_json(const nlohmann::json& j);
+};
+
+// Fixed sinusoidal table [n, dim] (sin on even columns, cos on odd).
+torch::Tensor sinusoid_table(int64_t n, int64_t dim);
+
+// Time step -> (gamma, beta) per channel, through a fixed table and an MLP.
+class FiLMImpl : public torch::nn::Module {
+ public:
+  FiLMImpl(int64_t n_steps, int64_t dim, int64_t channels);
+  std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& t);
+
+ private:
+  torch::Tensor table_;  // buffer, not trained
+  torch::nn::Linear fc1_{nullptr}, fc2_{nullptr};
+};
+TORCH_MODULE(FiLM);
+
+// GroupNorm -> FiLM -> SiLU -> Conv(k3) -> GroupNorm -> SiLU -> Dropout -> Conv(k3), + skip.
+class ResBlockImpl : public torch::nn::Module {
+ public:
+  ResBlockImpl(int64_t channels, int64_t groups, double dropout);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& gamma,
+                        const torch::Tensor& beta);
+
+ private:
+  torch::nn::GroupNorm norm1_{nullptr}, norm2_{nullptr};
+  torch::nn::Conv1d conv1_{nullptr}, conv2_{nullptr};
+  torch::nn::Dropout drop_{nullptr};
+};
+TORCH_MODULE(ResBlock);
+
+class UNetImpl : public torch::nn::Module {
+ public:
+  explicit UNetImpl(const UNetConfig& config);
+  // x: [B, features, L] with any L >= 1; t: [B] int64 in [0, n_steps).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t);
+  const UNetConfig& config() const { return config_; }
+  // Shortest length every down-sampling stage can take: 2^levels.
+  int64_t min_length() const { return int64_t{1} << config_.levels; }
+
+ private:
+  UNetConfig config_;
+  torch::nn::Linear in1_{nullptr}, in2_{nullptr}, out1_{nullptr}, out2_{nullptr};
+  torch::nn::ModuleList film_down_, film_up_, down_, pool_, unpool_, up_;
+  FiLM film_mid_{nullptr};
+  ResBlock mid1_{nullptr}, mid2_{nullptr};
+  torch::nn::Conv1d out_conv_{nullptr};
+};
+TORCH_MODULE(UNet);
+
+// Crops or right-pads the last dimension of x to length n.
+torch::Tensor align_length(const torch::Tensor& x, int64_t n);
+
+int64_t count_parameters(torch::nn::Module& module);
+
+}  // namespace healthgym

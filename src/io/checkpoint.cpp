@@ -1,0 +1,145 @@
+#include "healthgym/checkpoint.hpp"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "healthgym/atomic_file.hpp"
+#include "healthgym/compat.hpp"
+#include "healthgym/error.hpp"
+
+namespace healthgym {
+
+using nlohmann::json;
+
+DiffusionModel DiffusionModel::create(const Encoder& encoder, const UNetConfig& unet,
+                                      const DiffusionConfig& diffusion) {
+  DiffusionModel m;
+  m.encoder = encoder;
+  m.unet_config = unet;
+  m.unet_config.features = encoder.channels();
+  m.unet_config.n_steps = diffusion.n_steps;
+  m.diffusion = diffusion;
+  m.net = UNet(m.unet_config);
+  m.schedule = NoiseSchedule(diffusion);
+  return m;
+}
+
+void DiffusionModel::to(const torch::Device& device) {
+  net->to(device);
+  schedule->to(device);
+}
+
+torch::Tensor cpu_rng_state() {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return gen.get_state();
+}
+
+void set_cpu_rng_state(const torch::Tensor& state) {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(state);
+}
+
+void save_checkpoint(const std::string& path, DiffusionModel& model, json meta,
+                     torch::optim::Optimizer* optimizer, const torch::Tensor& rng_state) {
+  meta["format"] = "healthgym-checkpoint";
+  meta["format_version"] = kCheckpointFormatVersion;
+  meta["healthgym_version"] = kHealthgymVersion;
+  meta["torch_version"] = compat::torch_version();
+  meta["encoder"] = model.encoder.to_json();
+  meta["unet"] = model.unet_config.to_json();
+  meta["diffusion"] = model.diffusion.to_json();
+
+  torch::serialize::OutputArchive archive;
+  archive.write("meta", c10::IValue(meta.dump()));
+  torch::serialize::OutputArchive weights;
+  // Weights are saved from CPU copies so a CUDA run's checkpoint loads anywhere.
+  auto device = model.net->parameters().empty() ? torch::Device(torch::kCPU)
+                                                : model.net->parameters().front().device();
+  model.net->to(torch::kCPU);
+  model.net->save(weights);
+  archive.write("weights", weights);
+  if (optimizer) {
+    torch::serialize::OutputArchive opt;
+    optimizer->save(opt);
+    archive.write("optimizer", opt);
+  }
+  archive.write("rng", rng_state.defined() ? rng_state : cpu_rng_state());
+  write_atomically(path, [&](const std::string& tmp) { archive.save_to(tmp); });
+  model.net->to(device);
+}
+
+CheckpointContents load_checkpoint(const std::string& path, const torch::Device& device) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(path, ec)) throw IoError("cannot open checkpoint " + path + ": no such file");
+  if (fs::is_directory(path, ec)) throw IoError("cannot open checkpoint " + path + ": is a directory");
+  {
+    std::ifstream probe(path, std::ios::binary);
+    if (!probe) throw IoError("cannot open checkpoint " + path);
+    char magic[2] = {0, 0};
+    probe.read(magic, 2);
+    if (probe.gcount() < 2 || magic[0] != 'P' || magic[1] != 'K')
+      throw InputError(path + ": not a healthgym checkpoint (not a zip archive)");
+  }
+  CheckpointContents out;
+  torch::serialize::InputArchive archive;
+  json meta;
+  try {
+    archive.load_from(path);
+    c10::IValue v;
+    if (!archive.try_read("meta", v) || !v.isString())
+      throw InputError(path + ": not a healthgym checkpoint (no metadata)");
+    meta = json::parse(v.toStringRef());
+  } catch (const InputError&) {
+    throw;
+  } catch (const std::exception& e) {
+    std::string what = e.what();
+    what = what.substr(0, what.find('\n'));
+    throw InputError(path + ": cannot read checkpoint (truncated or corrupt): " + what);
+  }
+  if (meta.value("format", "") != "healthgym-checkpoint")
+    throw InputError(path + ": not a healthgym checkpoint");
+  const int version = meta.value("format_version", -1);
+  if (version != kCheckpointFormatVersion)
+    throw InputError(path + ": checkpoint format version " + std::to_string(version) +
+                     " is not supported (this build reads version " +
+                     std::to_string(kCheckpointFormatVersion) + "); retrain or use healthgym " +
+                     meta.value("healthgym_version", std::string("?")));
+  try {
+    auto encoder = Encoder::from_json(meta.at("encoder"));
+    auto unet = UNetConfig::from_json(meta.at("unet"));
+    auto diffusion = DiffusionConfig::from_json(meta.at("diffusion"));
+    out.model = DiffusionModel::create(encoder, unet, diffusion);
+    if (out.model.unet_config.features != unet.features)
+      throw InputError(path + ": checkpoint's network width does not match its schema");
+    torch::serialize::InputArchive weights;
+    archive.read("weights", weights);
+    out.model.net->load(weights);
+    torch::Tensor rng;
+    archive.read("rng", rng);
+    out.rng_state = rng;
+    auto opt = std::make_shared<torch::serialize::InputArchive>();
+    if (archive.try_read("optimizer", *opt)) out.optimizer_archive = opt;
+  } catch (const InputError&) {
+    throw;
+  } catch (const std::exception& e) {
+    std::string what = e.what();
+    what = what.substr(0, what.find('\n'));
+    throw InputError(path + ": checkpoint is incomplete or corrupt: " + what);
+  }
+  out.epoch = meta.value("epoch", int64_t{0});
+  out.meta = std::move(meta);
+  out.model.to(device);
+  return out;
+}
+
+void restore_optimizer(const CheckpointContents& ckpt, torch::optim::Optimizer& optimizer) {
+  if (!ckpt.optimizer_archive) throw InputError("checkpoint holds no optimizer state to resume");
+  optimizer.load(*ckpt.optimizer_archive);
+}
+
+}  // namespace healthgym

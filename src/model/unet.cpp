@@ -1,0 +1,165 @@
+#include "healthgym/unet.hpp"
+
+#include <cmath>
+
+#include "healthgym/error.hpp"
+
+namespace healthgym {
+
+namespace F = torch::nn::functional;
+using nlohmann::json;
+
+void UNetConfig::validate() const {
+  auto need = [](bool ok, const std::string& msg) {
+    if (!ok) throw UsageError(msg);
+  };
+  need(features >= 1, "features must be >= 1");
+  need(hidden >= 1, "--hidden must be >= 1, is " + std::to_string(hidden));
+  need(levels >= 0 && levels <= 8, "--levels must be in 0..8, is " + std::to_string(levels));
+  need(groups >= 1, "--groups must be >= 1, is " + std::to_string(groups));
+  need(hidden % std::min(groups, hidden) == 0,
+       "--hidden (" + std::to_string(hidden) + ") must be divisible by --groups (" +
+           std::to_string(groups) + ")");
+  need(dropout >= 0.0 && dropout < 1.0, "--dropout must be in [0, 1)");
+  need(n_steps >= 1, "--n-steps must be >= 1");
+  need(time_dim >= 2 && time_dim % 2 == 0, "time embedding width must be even and >= 2");
+}
+
+json UNetConfig::to_json() const {
+  return {{"features", features}, {"hidden", hidden},   {"levels", levels},
+          {"groups", groups},     {"dropout", dropout}, {"n_steps", n_steps},
+          {"time_dim", time_dim}};
+}
+
+UNetConfig UNetConfig::from_json(const json& j) {
+  UNetConfig c;
+  c.features = j.at("features").get<int64_t>();
+  c.hidden = j.at("hidden").get<int64_t>();
+  c.levels = j.at("levels").get<int64_t>();
+  c.groups = j.at("groups").get<int64_t>();
+  c.dropout = j.at("dropout").get<double>();
+  c.n_steps = j.at("n_steps").get<int64_t>();
+  c.time_dim = j.at("time_dim").get<int64_t>();
+  return c;
+}
+
+torch::Tensor sinusoid_table(int64_t n, int64_t dim) {
+  auto pe = torch::zeros({n, dim});
+  auto pos = torch::arange(n, torch::kFloat).unsqueeze(1);
+  auto div = torch::exp(torch::arange(0, dim, 2, torch::kFloat) * (-std::log(10000.0) / dim));
+  using torch::indexing::None;
+  using torch::indexing::Slice;
+  pe.index_put_({Slice(), Slice(0, None, 2)}, torch::sin(pos * div));
+  pe.index_put_({Slice(), Slice(1, None, 2)}, torch::cos(pos * div));
+  return pe;
+}
+
+FiLMImpl::FiLMImpl(int64_t n_steps, int64_t dim, int64_t channels) {
+  table_ = register_buffer("table", sinusoid_table(n_steps, dim));
+  fc1_ = register_module("fc1", torch::nn::Linear(dim, 2 * channels));
+  fc2_ = register_module("fc2", torch::nn::Linear(2 * channels, 2 * channels));
+}
+
+std::pair<torch::Tensor, torch::Tensor> FiLMImpl::forward(const torch::Tensor& t) {
+  auto h = fc2_(torch::silu(fc1_(table_.index_select(0, t))));
+  auto parts = h.chunk(2, -1);
+  return {parts[0], parts[1]};
+}
+
+ResBlockImpl::ResBlockImpl(int64_t channels, int64_t groups, double dropout) {
+  const int64_t g = std::max<int64_t>(1, std::min(groups, channels));
+  norm1_ = register_module("norm1", torch::nn::GroupNorm(g, channels));
+  conv1_ = register_module("conv1",
+                           torch::nn::Conv1d(torch::nn::Conv1dOptions(channels, channels, 3).padding(1)));
+  norm2_ = register_module("norm2", torch::nn::GroupNorm(g, channels));
+  conv2_ = register_module("conv2",
+                           torch::nn::Conv1d(torch::nn::Conv1dOptions(channels, channels, 3).padding(1)));
+  drop_ = register_module("drop", torch::nn::Dropout(dropout));
+}
+
+torch::Tensor ResBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& gamma,
+                                    const torch::Tensor& beta) {
+  // GroupNorm runs in fp32: LibTorch 1.13's CPU autocast fails on bf16 inputs
+  // to group_norm, and normalisation statistics want the precision anyway.
+  auto y = norm1_(x.to(torch::kFloat));
+  y = y * (1 + gamma.to(torch::kFloat).unsqueeze(-1)) + beta.to(torch::kFloat).unsqueeze(-1);
+  y = conv1_(torch::silu(y));
+  y = conv2_(drop_(torch::silu(norm2_(y.to(torch::kFloat)))));
+  return y + x;
+}
+
+torch::Tensor align_length(const torch::Tensor& x, int64_t n) {
+  const int64_t l = x.size(-1);
+  if (l > n) return x.narrow(-1, 0, n);
+  if (l < n) return F::pad(x, F::PadFuncOptions({0, n - l}));
+  return x;
+}
+
+UNetImpl::UNetImpl(const UNetConfig& config) : config_(config) {
+  config_.validate();
+  const int64_t c = config_.hidden, f = config_.features;
+  in1_ = register_module("in1", torch::nn::Linear(f, c));
+  in2_ = register_module("in2", torch::nn::Linear(c, c));
+  out1_ = register_module("out1", torch::nn::Linear(c, c));
+  out2_ = register_module("out2", torch::nn::Linear(c, f));
+  for (int64_t i = 0; i < config_.levels; ++i) {
+    film_down_->push_back(FiLM(config_.n_steps, config_.time_dim, c));
+    film_up_->push_back(FiLM(config_.n_steps, config_.time_dim, c));
+    down_->push_back(ResBlock(c, config_.groups, config_.dropout));
+    pool_->push_back(torch::nn::Conv1d(torch::nn::Conv1dOptions(c, c, 4).stride(2).padding(1)));
+    unpool_->push_back(torch::nn::ConvTranspose1d(
+        torch::nn::ConvTranspose1dOptions(c, c, 4).stride(2).padding(1)));
+    up_->push_back(ResBlock(c, config_.groups, config_.dropout));
+  }
+  register_module("film_down", film_down_);
+  register_module("film_up", film_up_);
+  register_module("down", down_);
+  register_module("pool", pool_);
+  register_module("unpool", unpool_);
+  register_module("up", up_);
+  film_mid_ = register_module("film_mid", FiLM(config_.n_steps, config_.time_dim, c));
+  mid1_ = register_module("mid1", ResBlock(c, config_.groups, config_.dropout));
+  mid2_ = register_module("mid2", ResBlock(c, config_.groups, config_.dropout));
+  out_conv_ = register_module("out_conv",
+                              torch::nn::Conv1d(torch::nn::Conv1dOptions(c, c, 3).padding(1)));
+}
+
+torch::Tensor UNetImpl::forward(const torch::Tensor& x_in, const torch::Tensor& t) {
+  if (x_in.dim() != 3 || x_in.size(1) != config_.features)
+    throw UsageError("U-Net input must be [batch, " + std::to_string(config_.features) +
+                     ", length]");
+  if (x_in.size(2) < min_length())
+    throw UsageError("sequence length " + std::to_string(x_in.size(2)) + " is too short for " +
+                     std::to_string(config_.levels) + " U-Net levels (needs >= " +
+                     std::to_string(min_length()) + ")");
+  // Per-time MLP: features -> C -> C, applied along the channel axis.
+  auto x = in2_(torch::silu(in1_(x_in.transpose(1, 2)))).transpose(1, 2).contiguous();
+  std::vector<torch::Tensor> skips;
+  for (int64_t i = 0; i < config_.levels; ++i) {
+    auto [g, b] = film_down_[i]->as<FiLM>()->forward(t);
+    x = down_[i]->as<ResBlock>()->forward(x, g, b);
+    skips.push_back(x);
+    x = pool_[i]->as<torch::nn::Conv1d>()->forward(x);
+  }
+  auto [gm, bm] = film_mid_(t);
+  x = mid2_(mid1_(x, gm, bm), gm, bm);
+  for (int64_t i = 0; i < config_.levels; ++i) {
+    x = unpool_[i]->as<torch::nn::ConvTranspose1d>()->forward(x);
+    auto s = skips.back();
+    skips.pop_back();
+    x = align_length(x, s.size(-1));
+    auto [g, b] = film_up_[i]->as<FiLM>()->forward(t);
+    x = up_[i]->as<ResBlock>()->forward(x + s, g, b);
+  }
+  x = out_conv_(x);
+  return out2_(torch::silu(out1_(x.transpose(1, 2)))).transpose(1, 2).contiguous();
+}
+
+int64_t count_parameters(torch::nn::Module& module) {
+  int64_t n = 0;
+  for (const auto& p : module.parameters())
+    if (p.requires_grad()) n += p.numel();
+  return n;
+}
+
+}  // namespace healthgym

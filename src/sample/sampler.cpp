@@ -1,0 +1,141 @@
+#include <chrono>
+
+#include "healthgym/atomic_file.hpp"
+#include "healthgym/compat.hpp"
+#include "healthgym/error.hpp"
+#include "healthgym/sample.hpp"
+
+namespace healthgym {
+
+torch::Tensor ddpm_sample(UNet& net, const NoiseSchedule& schedule,
+                          const std::vector<int64_t>& shape,
+                          const std::function<void(int64_t, int64_t)>& on_step) {
+  torch::NoGradGuard no_grad;
+  const auto device = schedule->betas.device();
+  const int64_t t_max = schedule->n_steps();
+  // Coefficients on the host: reading them per step would sync a GPU.
+  auto betas = schedule->betas.to(torch::kCPU, torch::kDouble);
+  auto alphas = schedule->alphas.to(torch::kCPU, torch::kDouble);
+  auto abar = schedule->alpha_bar.to(torch::kCPU, torch::kDouble);
+  const double* bp = betas.data_ptr<double>();
+  const double* ap = alphas.data_ptr<double>();
+  const double* abp = abar.data_ptr<double>();
+  auto x = torch::randn(shape, torch::TensorOptions().device(device));
+  for (int64_t t = t_max - 1; t >= 0; --t) {
+    auto tt = torch::full({shape[0]}, t, torch::TensorOptions().dtype(torch::kLong).device(device));
+    auto eps = net->forward(x, tt).to(torch::kFloat);
+    auto mean = (x - (bp[t] / std::sqrt(1.0 - abp[t])) * eps) / std::sqrt(ap[t]);
+    x = t > 0 ? mean + std::sqrt(bp[t]) * torch::randn_like(x) : mean;
+    if (on_step) on_step(t_max - t, t_max);
+  }
+  return x;
+}
+
+void SampleConfig::validate() const {
+  auto need = [](bool ok, const std::string& msg) {
+    if (!ok) throw UsageError(msg);
+  };
+  need(!model_path.empty(), "--model is required");
+  need(!out_path.empty(), "--out is required");
+  need(n >= 1, "--n must be >= 1, is " + std::to_string(n));
+  need(batch >= 1, "--batch must be >= 1, is " + std::to_string(batch));
+  need(max_attempts >= 0, "--max-attempts must be >= 0 (0 = 20 x --n)");
+  need(temperature > 0.0, "--temperature must be > 0");
+  need(device == "cpu" || device == "cuda" || device.rfind("cuda:", 0) == 0,
+       "--device must be cpu or cuda[:N], is '" + device + "'");
+  need(first_id >= 0, "--first-id must be >= 0");
+}
+
+Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleResult* result,
+                       const std::function<void(const SampleProgress&)>& on_progress) {
+  cfg.validate();
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto device = model.schedule->betas.device();
+  const bool autocast = cfg.precision != Precision::kFp32;
+  const auto amp_dtype = cfg.precision == Precision::kBf16 ? torch::kBFloat16 : torch::kHalf;
+  if (cfg.precision == Precision::kFp16 && !device.is_cuda() &&
+      !compat::cpu_autocast_supports(torch::kHalf))
+    throw UsageError("--precision fp16 needs a CUDA device with this LibTorch; use bf16 or fp32");
+  const int64_t max_attempts =
+      cfg.max_attempts > 0 ? cfg.max_attempts : std::max<int64_t>(20 * cfg.n, cfg.batch);
+  model.net->eval();
+  torch::manual_seed(cfg.seed);
+  const int64_t c = model.encoder.channels(), len = model.encoder.working_length();
+
+  std::vector<torch::Tensor> kept_x, kept_len;
+  SampleProgress pr;
+  pr.target = cfg.n;
+  while (pr.accepted < cfg.n) {
+    if (pr.attempted >= max_attempts) {
+      const double rate = static_cast<double>(pr.accepted) / std::max<int64_t>(1, pr.attempted);
+      throw RuntimeError("the guardrail accepted only " + std::to_string(pr.accepted) + " of " +
+                         std::to_string(cfg.n) + " sequences in " + std::to_string(pr.attempted) +
+                         " attempts (acceptance " + std::to_string(100.0 * rate) +
+                         "%); train longer, raise --max-attempts, or pass --no-guardrail");
+    }
+    // Generate what is still missing, scaled up by the acceptance seen so far.
+    int64_t want = cfg.n - pr.accepted;
+    if (pr.attempted > 0 && pr.accepted > 0)
+      want = static_cast<int64_t>(std::ceil(want * 1.1 * pr.attempted / pr.accepted));
+    const int64_t b = std::min({cfg.batch, want, max_attempts - pr.attempted});
+    auto lengths = model.encoder.sample_lengths(b);
+    torch::Tensor x;
+    {
+      compat::AutocastScope amp(device.type(), autocast, amp_dtype);
+      x = ddpm_sample(model.net, model.schedule, {b, c, len}, [&](int64_t k, int64_t steps) {
+        pr.step = k;
+        pr.steps = steps;
+        if (on_progress) on_progress(pr);
+      });
+    }
+    x = x.to(torch::kCPU, torch::kFloat);
+    pr.attempted += b;
+    torch::Tensor keep = cfg.guardrail ? model.encoder.within_range(x, lengths)
+                                       : torch::ones({b}, torch::kBool);
+    auto idx = keep.nonzero().view(-1);
+    const int64_t room = cfg.n - pr.accepted;
+    if (idx.size(0) > room) idx = idx.slice(0, 0, room);
+    kept_x.push_back(x.index_select(0, idx));
+    kept_len.push_back(lengths.index_select(0, idx));
+    pr.accepted += idx.size(0);
+    if (on_progress) on_progress(pr);
+  }
+  auto x = torch::cat(kept_x, 0);
+  auto lengths = torch::cat(kept_len, 0);
+  DecodeOptions dopt;
+  dopt.categorical = cfg.categorical;
+  dopt.temperature = cfg.temperature;
+  dopt.first_id = cfg.first_id;
+  dopt.hold_static = cfg.hold_static.value_or(true);
+  Cohort cohort = model.encoder.decode(x, lengths, dopt);
+  if (result) {
+    result->accepted = pr.accepted;
+    result->attempted = pr.attempted;
+    result->acceptance_rate = static_cast<double>(pr.accepted) / std::max<int64_t>(1, pr.attempted);
+    result->seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  return cohort;
+}
+
+SampleResult sample_to_csv(const SampleConfig& cfg,
+                           const std::function<void(const SampleProgress&)>& on_progress) {
+  cfg.validate();
+  check_writable(cfg.out_path);
+  torch::Device device(cfg.device);
+  if (device.is_cuda() && !torch::cuda::is_available())
+    throw UsageError("--device " + cfg.device + " asked for, but no CUDA device is available");
+  CheckpointContents ckpt = load_checkpoint(cfg.model_path, device);
+  SampleConfig resolved = cfg;
+  if (!resolved.hold_static.has_value()) {
+    const std::string preset =
+        ckpt.meta.at("train_config").value("preset", std::string("default"));
+    resolved.hold_static = preset != "seed";
+  }
+  SampleResult result;
+  Cohort cohort = generate_cohort(ckpt.model, resolved, &result, on_progress);
+  write_text_atomically(cfg.out_path, format_cohort_csv(cohort, ckpt.model.encoder.schema()));
+  return result;
+}
+
+}  // namespace healthgym

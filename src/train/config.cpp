@@ -1,0 +1,162 @@
+#include <cmath>
+
+#include "healthgym/error.hpp"
+#include "healthgym/train.hpp"
+
+namespace healthgym {
+
+using nlohmann::json;
+
+std::string to_string(Precision p) {
+  switch (p) {
+    case Precision::kFp32:
+      return "fp32";
+    case Precision::kBf16:
+      return "bf16";
+    case Precision::kFp16:
+      return "fp16";
+  }
+  return "?";
+}
+
+Precision precision_from_string(const std::string& s) {
+  if (s == "fp32") return Precision::kFp32;
+  if (s == "bf16") return Precision::kBf16;
+  if (s == "fp16") return Precision::kFp16;
+  throw UsageError("unknown precision '" + s + "' (expected fp32, bf16 or fp16)");
+}
+
+void TrainConfig::validate() const {
+  auto need = [](bool ok, const std::string& msg) {
+    if (!ok) throw UsageError(msg);
+  };
+  if (resume_path.empty()) {
+    need(!data_path.empty(), "--data is required");
+    need(!id_column.empty(), "--id is required (the patient column)");
+    need(!time_column.empty(), "--time is required (the time-step column)");
+  }
+  need(!out_path.empty(), "--out is required");
+  need(shift > 0.0, "--shift must be > 0");
+  UNetConfig u;
+  u.hidden = hidden;
+  u.levels = levels;
+  u.groups = groups;
+  u.dropout = dropout;
+  u.n_steps = diffusion.n_steps;
+  u.validate();
+  diffusion.validate();
+  need(working_length >= 0, "--working-length must be >= 0 (0 = automatic)");
+  need(length_ratio >= 1.0, "length ratio must be >= 1");
+  need(epochs >= 1, "--epochs must be >= 1, is " + std::to_string(epochs));
+  need(batch >= 1, "--batch must be >= 1, is " + std::to_string(batch));
+  need(lr > 0.0 && std::isfinite(lr), "--lr must be > 0");
+  need(adam_beta1 >= 0.0 && adam_beta1 < 1.0 && adam_beta2 >= 0.0 && adam_beta2 < 1.0,
+       "Adam betas must be in [0, 1)");
+  need(std::isfinite(clip), "--clip must be finite (0 disables clipping)");
+  need(device == "cpu" || device == "cuda" || device.rfind("cuda:", 0) == 0,
+       "--device must be cpu or cuda[:N], is '" + device + "'");
+  need(checkpoint_every >= 1, "--checkpoint-every must be >= 1");
+  scaler.validate();
+}
+
+json TrainConfig::to_json() const {
+  return {{"data_path", data_path},
+          {"id_column", id_column},
+          {"time_column", time_column},
+          {"schema_path", schema_path},
+          {"shift", shift},
+          {"hidden", hidden},
+          {"levels", levels},
+          {"groups", groups},
+          {"dropout", dropout},
+          {"diffusion", diffusion.to_json()},
+          {"working_length", working_length},
+          {"length_ratio", length_ratio},
+          {"epochs", epochs},
+          {"batch", batch},
+          {"lr", lr},
+          {"adam_beta1", adam_beta1},
+          {"adam_beta2", adam_beta2},
+          {"clip", clip},
+          {"precision", to_string(precision)},
+          {"scaler",
+           {{"enabled", scaler.enabled},
+            {"init_scale", scaler.init_scale},
+            {"growth_factor", scaler.growth_factor},
+            {"backoff_factor", scaler.backoff_factor},
+            {"growth_interval", scaler.growth_interval}}},
+          {"seed", seed},
+          {"device", device},
+          {"checkpoint_every", checkpoint_every},
+          {"preset", preset}};
+}
+
+TrainConfig TrainConfig::from_json(const json& j) {
+  TrainConfig c;
+  c.data_path = j.at("data_path").get<std::string>();
+  c.id_column = j.at("id_column").get<std::string>();
+  c.time_column = j.at("time_column").get<std::string>();
+  c.schema_path = j.at("schema_path").get<std::string>();
+  c.shift = j.at("shift").get<double>();
+  c.hidden = j.at("hidden").get<int64_t>();
+  c.levels = j.at("levels").get<int64_t>();
+  c.groups = j.at("groups").get<int64_t>();
+  c.dropout = j.at("dropout").get<double>();
+  c.diffusion = DiffusionConfig::from_json(j.at("diffusion"));
+  c.working_length = j.at("working_length").get<int64_t>();
+  c.length_ratio = j.at("length_ratio").get<double>();
+  c.epochs = j.at("epochs").get<int64_t>();
+  c.batch = j.at("batch").get<int64_t>();
+  c.lr = j.at("lr").get<double>();
+  c.adam_beta1 = j.at("adam_beta1").get<double>();
+  c.adam_beta2 = j.at("adam_beta2").get<double>();
+  c.clip = j.at("clip").get<double>();
+  c.precision = precision_from_string(j.at("precision").get<std::string>());
+  const auto& s = j.at("scaler");
+  c.scaler.enabled = s.at("enabled").get<bool>();
+  c.scaler.init_scale = s.at("init_scale").get<double>();
+  c.scaler.growth_factor = s.at("growth_factor").get<double>();
+  c.scaler.backoff_factor = s.at("backoff_factor").get<double>();
+  c.scaler.growth_interval = s.at("growth_interval").get<int64_t>();
+  c.seed = j.at("seed").get<uint64_t>();
+  c.device = j.at("device").get<std::string>();
+  c.checkpoint_every = j.at("checkpoint_every").get<int64_t>();
+  c.preset = j.at("preset").get<std::string>();
+  return c;
+}
+
+TrainConfig seed_preset() {
+  TrainConfig c;
+  c.preset = "seed";
+  c.hidden = 256;
+  c.levels = 3;
+  c.groups = 8;
+  c.dropout = 0.0;
+  c.diffusion = DiffusionConfig{};  // T 500, beta 1e-4..0.01, recon 20, blend on
+  c.epochs = 3000;
+  c.batch = 128;
+  c.lr = 1e-3;
+  c.clip = 1.0;
+  c.working_length = 0;
+  c.length_ratio = 100.0 / 60.0;  // the original pads 60 steps to 100
+  c.precision = Precision::kFp32;
+  return c;
+}
+
+TrainConfig default_preset() {
+  // The original's network and objective, with an epoch count and working
+  // length that fit a CPU: the length is the data's, rounded up for the U-Net.
+  TrainConfig c = seed_preset();
+  c.preset = "default";
+  c.epochs = 100;
+  c.length_ratio = 1.0;
+  return c;
+}
+
+TrainConfig preset_by_name(const std::string& name) {
+  if (name == "seed") return seed_preset();
+  if (name == "default") return default_preset();
+  throw UsageError("unknown preset '" + name + "' (expected seed or default)");
+}
+
+}  // namespace healthgym

@@ -1,0 +1,216 @@
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "healthgym/atomic_file.hpp"
+#include "healthgym/checkpoint.hpp"
+#include "healthgym/compat.hpp"
+#include "healthgym/dataset.hpp"
+#include "healthgym/error.hpp"
+#include "healthgym/train.hpp"
+
+namespace healthgym {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+torch::Device parse_device(const std::string& name) {
+  torch::Device d(name);
+  if (d.is_cuda() && !torch::cuda::is_available())
+    throw UsageError("--device " + name + " asked for, but no CUDA device is available");
+  return d;
+}
+
+}  // namespace
+
+TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
+  given.validate();
+  TrainConfig cfg = given;
+  CheckpointContents resumed;
+  const bool resuming = !given.resume_path.empty();
+  if (resuming) {
+    resumed = load_checkpoint(given.resume_path);
+    TrainConfig saved = TrainConfig::from_json(resumed.meta.at("train_config"));
+    // A resumed run keeps the model, data encoding and optimisation settings;
+    // only how long to run and where to write may change.
+    saved.epochs = given.epochs;
+    saved.out_path = given.out_path;
+    saved.log_path = given.log_path;
+    saved.checkpoint_every = given.checkpoint_every;
+    saved.resume_path = given.resume_path;
+    if (!given.data_path.empty()) saved.data_path = given.data_path;
+    cfg = saved;
+    if (cfg.epochs <= resumed.epoch)
+      throw UsageError("--epochs " + std::to_string(cfg.epochs) + " is not beyond the " +
+                       std::to_string(resumed.epoch) + " epochs already in " + given.resume_path);
+  }
+  const std::string log_path = cfg.log_path.empty() ? cfg.out_path + ".log.csv" : cfg.log_path;
+  check_writable(cfg.out_path);
+  check_writable(log_path);
+  const torch::Device device = parse_device(cfg.device);
+  if (cfg.precision == Precision::kFp16 && !device.is_cuda() &&
+      !compat::cpu_autocast_supports(torch::kHalf))
+    throw UsageError("--precision fp16 needs a CUDA device with this LibTorch (" +
+                     compat::torch_version() + "); on CPU use bf16 or fp32");
+
+  // All input is read and checked before any training starts.
+  DiffusionModel model;
+  EncodedCohort data;
+  TrainInfo info;
+  if (resuming) {
+    model = std::move(resumed.model);
+    Cohort cohort = load_data_with_schema(cfg.data_path, model.encoder.schema());
+    data = model.encoder.encode(cohort);
+    info.schema_source = "checkpoint";
+  } else {
+    InferOptions opts;
+    opts.shift = cfg.shift;
+    LoadedData loaded = load_data(cfg.data_path, cfg.id_column, cfg.time_column,
+                                  cfg.schema_path, opts);
+    const int64_t max_len = loaded.cohort.max_length();
+    const int64_t len =
+        cfg.working_length > 0
+            ? cfg.working_length
+            : auto_working_length(
+                  static_cast<int64_t>(std::ceil(static_cast<double>(max_len) * cfg.length_ratio - 1e-9)),
+                  cfg.levels);
+    if (len < (int64_t{1} << cfg.levels))
+      throw UsageError("--working-length " + std::to_string(len) + " is too short for " +
+                       std::to_string(cfg.levels) + " U-Net levels (needs >= " +
+                       std::to_string(int64_t{1} << cfg.levels) + ")");
+    torch::manual_seed(cfg.seed);
+    Encoder encoder = Encoder::fit(loaded.schema, loaded.cohort, len, cfg.shift);
+    UNetConfig unet;
+    unet.hidden = cfg.hidden;
+    unet.levels = cfg.levels;
+    unet.groups = cfg.groups;
+    unet.dropout = cfg.dropout;
+    model = DiffusionModel::create(encoder, unet, cfg.diffusion);
+    data = model.encoder.encode(loaded.cohort);
+    info.schema_source = loaded.schema_source;
+  }
+  model.to(device);
+  const int64_t n = data.x.size(0);
+  auto x_all = data.x.to(device);
+  auto mask_all = data.loss_mask.to(device);
+  // Validity along time, broadcast into the per-channel loss mask already.
+
+  torch::optim::Adam optimizer(
+      model.net->parameters(),
+      torch::optim::AdamOptions(cfg.lr).betas({cfg.adam_beta1, cfg.adam_beta2}));
+  GradScalerConfig scfg = cfg.scaler;
+  scfg.enabled = cfg.precision == Precision::kFp16;
+  GradScaler scaler(scfg);
+  int64_t start_epoch = 0;
+  if (resuming) {
+    restore_optimizer(resumed, optimizer);
+    if (resumed.meta.contains("scaler")) scaler.load_state(resumed.meta.at("scaler"));
+    set_cpu_rng_state(resumed.rng_state);
+    start_epoch = resumed.epoch;
+  }
+
+  info.patients = n;
+  info.channels = model.encoder.channels();
+  info.working_length = model.encoder.working_length();
+  info.parameters = count_parameters(*model.net);
+  info.start_epoch = start_epoch;
+  if (cb.on_start) cb.on_start(info);
+
+  // Per-epoch loss log: rewritten whole each epoch so it is never partial.
+  std::string log_text = "epoch,loss,diffusion,recon,seconds,skipped_steps\n";
+  if (resuming && resumed.meta.contains("log")) log_text = resumed.meta.at("log").get<std::string>();
+
+  const bool autocast = cfg.precision != Precision::kFp32;
+  const auto amp_dtype = cfg.precision == Precision::kBf16 ? torch::kBFloat16 : torch::kHalf;
+  const int64_t steps_per_epoch = (n + cfg.batch - 1) / cfg.batch;
+  const auto t_start = Clock::now();
+  TrainResult result;
+  int64_t seqs_done = 0;
+  model.net->train();
+
+  for (int64_t epoch = start_epoch; epoch < cfg.epochs; ++epoch) {
+    const auto t_epoch = Clock::now();
+    auto perm = torch::randperm(n, torch::TensorOptions().dtype(torch::kLong));
+    if (device.is_cuda()) perm = perm.to(device);
+    double sum_loss = 0, sum_diff = 0, sum_rec = 0;
+    int64_t skipped = 0;
+    TrainProgress pr;
+    pr.epoch = epoch + 1;
+    pr.epochs = cfg.epochs;
+    pr.steps_per_epoch = steps_per_epoch;
+    for (int64_t s = 0; s < steps_per_epoch; ++s) {
+      if (cb.should_stop && cb.should_stop()) {
+        result.stopped_early = true;
+        break;
+      }
+      const int64_t b0 = s * cfg.batch, b1 = std::min(n, b0 + cfg.batch);
+      auto idx = perm.slice(0, b0, b1);
+      auto xb = x_all.index_select(0, idx);
+      auto mb = mask_all.index_select(0, idx);
+      LossTerms loss;
+      {
+        compat::AutocastScope amp(device.type(), autocast, amp_dtype);
+        loss = diffusion_loss(model.net, model.schedule, cfg.diffusion, xb, mb);
+      }
+      optimizer.zero_grad();
+      scaler.scale(loss.total).backward();
+      scaler.unscale(optimizer);
+      if (cfg.clip > 0) torch::nn::utils::clip_grad_norm_(model.net->parameters(), cfg.clip);
+      if (!scaler.step(optimizer)) ++skipped;
+      scaler.update();
+
+      sum_loss += loss.total.item<double>();
+      sum_diff += loss.diffusion.item<double>();
+      sum_rec += loss.recon.item<double>();
+      seqs_done += b1 - b0;
+      if (!std::isfinite(sum_loss))
+        throw RuntimeError("training diverged at epoch " + std::to_string(epoch + 1) +
+                           " (loss is not finite); lower --lr or use --precision fp32");
+      pr.step = s + 1;
+      pr.loss = sum_loss / (s + 1);
+      pr.diffusion = sum_diff / (s + 1);
+      pr.recon = sum_rec / (s + 1);
+      pr.skipped_steps = skipped;
+      const double el = seconds_since(t_start);
+      pr.seq_per_s = seqs_done / std::max(el, 1e-9);
+      const double remaining_seqs =
+          static_cast<double>(cfg.epochs - epoch - 1) * n + static_cast<double>(n - b1);
+      pr.eta_s = remaining_seqs / std::max(pr.seq_per_s, 1e-9);
+      if (cb.on_progress) cb.on_progress(pr);
+    }
+    if (result.stopped_early) break;
+
+    std::ostringstream line;
+    line.precision(8);
+    line << epoch + 1 << ',' << pr.loss << ',' << pr.diffusion << ',' << pr.recon << ','
+         << seconds_since(t_epoch) << ',' << skipped << '\n';
+    log_text += line.str();
+    write_text_atomically(log_path, log_text);
+
+    const bool last = epoch + 1 == cfg.epochs;
+    if (last || (epoch + 1 - start_epoch) % cfg.checkpoint_every == 0) {
+      json meta;
+      meta["train_config"] = cfg.to_json();
+      meta["epoch"] = epoch + 1;
+      meta["scaler"] = scaler.state();
+      meta["log"] = log_text;
+      save_checkpoint(cfg.out_path, model, meta, &optimizer, cpu_rng_state());
+      pr.checkpoint_saved = true;
+    }
+    pr.epoch_done = true;
+    if (cb.on_progress) cb.on_progress(pr);
+    result.epochs_done = epoch + 1;
+    result.final_loss = pr.loss;
+  }
+  result.seconds = seconds_since(t_start);
+  return result;
+}
+
+}  // namespace healthgym

@@ -1,0 +1,298 @@
+#include "healthgym/encoder.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "healthgym/error.hpp"
+
+namespace healthgym {
+
+using nlohmann::json;
+
+int64_t auto_working_length(int64_t max_length, int64_t levels) {
+  const int64_t m = int64_t{1} << levels;
+  return std::max<int64_t>(m, (max_length + m - 1) / m * m);
+}
+
+Encoder Encoder::fit(const Schema& schema, const Cohort& co, int64_t working_length,
+                     double shift) {
+  if (co.n_patients() == 0) throw InputError("the cohort has no patients");
+  if (working_length < 1) throw UsageError("working length must be at least 1");
+  Encoder e;
+  e.schema_ = schema;
+  e.working_length_ = working_length;
+  // Missingness channels follow the training data, whatever the schema said.
+  for (size_t i = 0; i < e.schema_.variables.size(); ++i) {
+    bool miss = false;
+    for (int64_t r = 0; r < co.n_rows() && !miss; ++r) miss = is_missing(co.cell(r, i));
+    e.schema_.variables[i].has_missing = miss;
+  }
+  e.schema_.compute_layout();
+
+  e.real_.resize(e.schema_.variables.size());
+  for (size_t i = 0; i < e.schema_.variables.size(); ++i) {
+    const Variable& v = e.schema_.variables[i];
+    if (v.type != VarType::kReal) {
+      e.real_[i].kind = PowerKind::kNone;
+      continue;
+    }
+    std::vector<double> vals;
+    vals.reserve(static_cast<size_t>(co.n_rows()));
+    for (int64_t p = 0; p < co.n_patients(); ++p)
+      for (int64_t k = 0; k < std::min(co.length[p], working_length); ++k) {
+        const double x = co.cell(co.start[p] + k, i);
+        if (!is_missing(x)) vals.push_back(x);
+      }
+    if (vals.empty())
+      throw InputError("variable '" + v.name + "' has no observed values in the training data");
+    PowerKind kind = v.transform;
+    if (kind == PowerKind::kBoxCox && choose_power_kind(vals, shift) != PowerKind::kBoxCox) {
+      const double mn = *std::min_element(vals.begin(), vals.end());
+      throw InputError("variable '" + v.name + "' has values down to " + std::to_string(mn) +
+                       ", which Box-Cox cannot take (needs > -" + std::to_string(shift) +
+                       "); set its \"transform\" to \"yeojohnson\" in the schema");
+    }
+    try {
+      e.real_[i] = RealTransform::fit(vals, kind, shift);
+    } catch (const InputError& err) {
+      throw InputError("variable '" + v.name + "': " + err.what());
+    }
+  }
+
+  // Time grid: the step's time when every patient shares it (a regular grid),
+  // otherwise the median across patients; extended by the last gap.
+  e.time_grid_.assign(static_cast<size_t>(working_length), 0.0);
+  std::vector<double> at;
+  for (int64_t k = 0; k < working_length; ++k) {
+    at.clear();
+    for (int64_t p = 0; p < co.n_patients(); ++p)
+      if (co.length[p] > k) at.push_back(co.times[co.start[p] + k]);
+    if (at.empty()) {
+      const double gap = k >= 2 ? e.time_grid_[k - 1] - e.time_grid_[k - 2] : 1.0;
+      e.time_grid_[k] = (k >= 1 ? e.time_grid_[k - 1] : 0.0) + gap;
+      continue;
+    }
+    std::nth_element(at.begin(), at.begin() + at.size() / 2, at.end());
+    e.time_grid_[k] = at[at.size() / 2];
+    if (k > 0 && e.time_grid_[k] <= e.time_grid_[k - 1])  // medians need not increase
+      e.time_grid_[k] = e.time_grid_[k - 1] + (k >= 2 ? e.time_grid_[k - 1] - e.time_grid_[k - 2]
+                                                      : 1.0);
+  }
+  e.length_counts_.assign(static_cast<size_t>(working_length), 0);
+  for (int64_t p = 0; p < co.n_patients(); ++p)
+    ++e.length_counts_[std::min(co.length[p], working_length) - 1];
+  return e;
+}
+
+EncodedCohort Encoder::encode(const Cohort& co) const {
+  const int64_t n = co.n_patients(), c = schema_.n_channels, len = working_length_;
+  if (co.n_vars != static_cast<int64_t>(schema_.variables.size()))
+    throw InputError("cohort has " + std::to_string(co.n_vars) + " variables, the model " +
+                     std::to_string(schema_.variables.size()));
+  auto x = torch::zeros({n, c, len});
+  auto m = torch::zeros({n, c, len});
+  auto lengths = torch::empty({n}, torch::kLong);
+  float* xp = x.data_ptr<float>();
+  float* mp = m.data_ptr<float>();
+  int64_t* lp = lengths.data_ptr<int64_t>();
+  for (int64_t p = 0; p < n; ++p) {
+    const int64_t l = std::min(co.length[p], len);
+    lp[p] = l;
+    float* xb = xp + p * c * len;
+    float* mb = mp + p * c * len;
+    for (int64_t k = 0; k < l; ++k) {
+      const int64_t r = co.start[p] + k;
+      for (size_t i = 0; i < schema_.variables.size(); ++i) {
+        const Variable& v = schema_.variables[i];
+        const double val = co.cell(r, static_cast<int64_t>(i));
+        const bool obs = !is_missing(val);
+        if (v.observed_channel >= 0) {
+          xb[v.observed_channel * len + k] = obs ? 1.f : -1.f;
+          mb[v.observed_channel * len + k] = 1.f;
+        }
+        // Unobserved value channels stay 0 (the centre) and out of the loss.
+        if (!obs) continue;
+        if (v.type == VarType::kReal) {
+          const double u = real_[i].forward(val);
+          xb[v.value_offset * len + k] = static_cast<float>(2.0 * u - 1.0);
+          mb[v.value_offset * len + k] = 1.f;
+        } else {
+          const auto idx = static_cast<int64_t>(val);
+          if (idx < 0 || idx >= v.value_width)
+            throw InputError("label index out of range for '" + v.name + "'");
+          for (int64_t q = 0; q < v.value_width; ++q) {
+            xb[(v.value_offset + q) * len + k] = q == idx ? 1.f : -1.f;
+            mb[(v.value_offset + q) * len + k] = 1.f;
+          }
+        }
+      }
+    }
+  }
+  return {x, m, lengths};
+}
+
+torch::Tensor Encoder::within_range(const torch::Tensor& x_in, const torch::Tensor& lengths) const {
+  auto x = x_in.detach().to(torch::kCPU, torch::kFloat);
+  const int64_t b = x.size(0), len = x.size(2);
+  auto valid = torch::arange(len).unsqueeze(0) < lengths.to(torch::kCPU).unsqueeze(1);  // [B, L]
+  auto ok = torch::ones({b}, torch::kBool);
+  for (const auto& v : schema_.variables) {
+    if (v.type != VarType::kReal) continue;
+    auto out = x.select(1, v.value_offset).abs() > 1.0;  // [B, L]
+    if (v.observed_channel >= 0) out = out & (x.select(1, v.observed_channel) > 0);
+    ok = ok & ~(out & valid).any(1);
+  }
+  return ok;
+}
+
+torch::Tensor Encoder::sample_lengths(int64_t n, torch::Generator gen) const {
+  std::vector<double> w(length_counts_.begin(), length_counts_.end());
+  auto probs = torch::tensor(w, torch::kDouble);
+  auto idx = torch::multinomial(probs, n, /*replacement=*/true, gen);
+  return idx + 1;
+}
+
+Cohort Encoder::decode(const torch::Tensor& x_in, const torch::Tensor& lengths_in,
+                       const DecodeOptions& opt, torch::Generator gen) const {
+  auto x = x_in.detach().to(torch::kCPU, torch::kFloat).contiguous();
+  auto lengths = lengths_in.to(torch::kCPU, torch::kLong).contiguous();
+  const int64_t n = x.size(0), c = x.size(1), len = x.size(2);
+  if (c != schema_.n_channels || len != working_length_)
+    throw InputError("decode: tensor is [" + std::to_string(c) + " channels, " +
+                     std::to_string(len) + " steps], the encoder expects [" +
+                     std::to_string(schema_.n_channels) + ", " +
+                     std::to_string(working_length_) + "]");
+  const auto nv = static_cast<int64_t>(schema_.variables.size());
+
+  // Category choice for every one-hot span, done as tensor ops up front.
+  std::vector<torch::Tensor> choice(schema_.variables.size());
+  for (size_t i = 0; i < schema_.variables.size(); ++i) {
+    const Variable& v = schema_.variables[i];
+    if (!v.is_one_hot()) continue;
+    auto span = x.narrow(1, v.value_offset, v.value_width);  // [N, W, L]
+    if (opt.categorical == CategoricalDecode::kArgmax || v.value_width == 1) {
+      choice[i] = span.argmax(1).contiguous();  // [N, L]
+    } else {
+      auto logits = span.permute({0, 2, 1}).reshape({-1, v.value_width}) / opt.temperature;
+      auto probs = torch::softmax(logits.to(torch::kDouble), 1);
+      choice[i] = torch::multinomial(probs, 1, true, gen).view({n, len}).contiguous();
+    }
+  }
+
+  Cohort co;
+  co.n_vars = nv;
+  const int64_t* lp = lengths.data_ptr<int64_t>();
+  int64_t rows = 0;
+  for (int64_t p = 0; p < n; ++p) {
+    if (lp[p] < 1 || lp[p] > len) throw InputError("decode: length out of range");
+    rows += lp[p];
+  }
+  co.times.reserve(rows);
+  co.cells.reserve(rows * nv);
+  const float* xp = x.data_ptr<float>();
+  std::vector<const int64_t*> cp(schema_.variables.size(), nullptr);
+  for (size_t i = 0; i < choice.size(); ++i)
+    if (choice[i].defined()) cp[i] = choice[i].data_ptr<int64_t>();
+  for (int64_t p = 0; p < n; ++p) {
+    co.patient_ids.push_back(std::to_string(opt.first_id + p));
+    co.start.push_back(co.n_rows());
+    co.length.push_back(lp[p]);
+    const float* xb = xp + p * c * len;
+    for (int64_t k = 0; k < lp[p]; ++k) {
+      co.times.push_back(time_grid_[k]);
+      for (int64_t i = 0; i < nv; ++i) {
+        const Variable& v = schema_.variables[i];
+        if (v.observed_channel >= 0 && !(xb[v.observed_channel * len + k] > 0.f)) {
+          co.cells.push_back(kMissing);
+          continue;
+        }
+        if (v.type == VarType::kReal) {
+          const double u = (static_cast<double>(xb[v.value_offset * len + k]) + 1.0) / 2.0;
+          co.cells.push_back(real_[i].inverse(u));
+        } else {
+          co.cells.push_back(static_cast<double>(cp[i][p * len + k]));
+        }
+      }
+    }
+  }
+  if (opt.hold_static) hold_static_values(co, schema_);
+  return co;
+}
+
+void hold_static_values(Cohort& co, const Schema& schema) {
+  std::vector<double> vals;
+  for (int64_t i = 0; i < co.n_vars; ++i) {
+    const Variable& v = schema.variables[i];
+    if (!v.is_static) continue;
+    for (int64_t p = 0; p < co.n_patients(); ++p) {
+      vals.clear();
+      for (int64_t k = 0; k < co.length[p]; ++k) {
+        const double x = co.cell(co.start[p] + k, i);
+        if (!is_missing(x)) vals.push_back(x);
+      }
+      double value = kMissing;
+      if (!vals.empty() && 2 * static_cast<int64_t>(vals.size()) >= co.length[p]) {
+        std::sort(vals.begin(), vals.end());
+        if (v.type == VarType::kReal) {
+          value = vals[vals.size() / 2];
+        } else {  // mode; ties go to the lower label
+          size_t best = 0, run = 0;
+          for (size_t q = 0; q < vals.size(); ++q) {
+            run = (q > 0 && vals[q] == vals[q - 1]) ? run + 1 : 1;
+            if (run > best) {
+              best = run;
+              value = vals[q];
+            }
+          }
+        }
+      }
+      for (int64_t k = 0; k < co.length[p]; ++k) co.cells[(co.start[p] + k) * co.n_vars + i] = value;
+    }
+  }
+}
+
+json Encoder::to_json() const {
+  json reals = json::array();
+  for (size_t i = 0; i < real_.size(); ++i) {
+    const auto& t = real_[i];
+    reals.push_back({{"variable", schema_.variables[i].name},
+                     {"kind", to_string(t.kind)},
+                     {"lambda", t.lambda},
+                     {"shift", t.shift},
+                     {"min", t.min},
+                     {"range", t.range}});
+  }
+  return {{"schema", schema_.to_json()},
+          {"working_length", working_length_},
+          {"real_transforms", reals},
+          {"time_grid", time_grid_},
+          {"length_counts", length_counts_}};
+}
+
+Encoder Encoder::from_json(const json& j) {
+  Encoder e;
+  try {
+    e.schema_ = Schema::from_json(j.at("schema"), "checkpoint schema");
+    e.working_length_ = j.at("working_length").get<int64_t>();
+    for (const auto& jr : j.at("real_transforms")) {
+      RealTransform t;
+      t.kind = power_kind_from_string(jr.at("kind").get<std::string>());
+      t.lambda = jr.at("lambda").get<double>();
+      t.shift = jr.at("shift").get<double>();
+      t.min = jr.at("min").get<double>();
+      t.range = jr.at("range").get<double>();
+      e.real_.push_back(t);
+    }
+    e.time_grid_ = j.at("time_grid").get<std::vector<double>>();
+    e.length_counts_ = j.at("length_counts").get<std::vector<int64_t>>();
+  } catch (const json::exception& ex) {
+    throw InputError(std::string("checkpoint: malformed encoder: ") + ex.what());
+  }
+  if (e.real_.size() != e.schema_.variables.size() ||
+      static_cast<int64_t>(e.time_grid_.size()) != e.working_length_ ||
+      static_cast<int64_t>(e.length_counts_.size()) != e.working_length_)
+    throw InputError("checkpoint: encoder sizes are inconsistent");
+  return e;
+}
+
+}  // namespace healthgym

@@ -1,0 +1,100 @@
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "test_util.hpp"
+
+using healthgym::testing::run_command;
+using healthgym::testing::TempDir;
+using ::testing::HasSubstr;
+
+namespace {
+
+const std::string kBin = HEALTHGYM_BINARY;
+
+}  // namespace
+
+TEST(Cli, HelpEverywhere) {
+  for (const std::string sub : {"", " schema", " train", " sample", " info"}) {
+    auto r = run_command(kBin + sub + " --help");
+    EXPECT_EQ(r.exit_code, 0) << sub;
+    EXPECT_THAT(r.output, HasSubstr("Usage")) << sub;
+  }
+  auto r = run_command(kBin + " train --help");
+  EXPECT_THAT(r.output, HasSubstr("--preset"));
+  EXPECT_THAT(r.output, HasSubstr("--precision"));
+  EXPECT_THAT(r.output, HasSubstr("--threads"));
+}
+
+TEST(Cli, UsageErrorsExitTwo) {
+  auto r = run_command(kBin + " frobnicate");
+  EXPECT_EQ(r.exit_code, 2);
+  r = run_command(kBin + " sample --model m.hg --out x.csv");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("--n is required"));
+  TempDir dir;
+  r = run_command(kBin + " sample --model m.hg --out " + dir.file("x.csv") + " --n 0");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("--n must be >= 1, is 0"));
+  r = run_command(kBin + " sample --model m.hg --out " + dir.file("x.csv") + " --n -3");
+  EXPECT_EQ(r.exit_code, 2);
+}
+
+TEST(Cli, InputErrorsNameFileLineColumnValue) {
+  TempDir dir;
+  const auto csv = dir.write("bad.csv", "pid,t,x\na,0,1\na,1,oops\nb,0,2\n");
+  const auto schema = dir.write("s.json",
+                                R"({"id_column":"pid","time_column":"t",
+                                    "variables":[{"name":"x","type":"real"}]})");
+  auto r = run_command(kBin + " train --data " + csv + " --id pid --time t --schema " + schema +
+                       " --out " + dir.file("m.hg"));
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_THAT(r.output,
+              HasSubstr(csv + ":3:3: not a number in real column 'x' (value 'oops')"));
+  EXPECT_FALSE(std::filesystem::exists(dir.file("m.hg")));  // nothing partial
+
+  r = run_command(kBin + " train --data " + dir.file("absent.csv") +
+                  " --id pid --time t --out " + dir.file("m.hg"));
+  EXPECT_EQ(r.exit_code, 4);
+  EXPECT_THAT(r.output, HasSubstr("cannot open"));
+
+  const auto ok = dir.write("ok.csv", "pid,t,x\na,0,1\na,1,2\nb,0,2\n");
+  r = run_command(kBin + " train --data " + ok + " --id patient --time t --out " +
+                  dir.file("m.hg"));
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_THAT(r.output, HasSubstr("no column named 'patient'"));
+
+  r = run_command(kBin + " train --data " + ok + " --id pid --time t --out /nonexistent/dir/m.hg");
+  EXPECT_EQ(r.exit_code, 4);
+  EXPECT_THAT(r.output, HasSubstr("/nonexistent/dir"));
+
+  r = run_command(kBin + " info " + dir.write("junk.hg", "not a model"));
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_THAT(r.output, HasSubstr("not a healthgym checkpoint"));
+}
+
+TEST(Cli, SchemaTrainSampleInfo) {
+  TempDir dir;
+  const auto data = healthgym::testing::head_patients(
+      dir, healthgym::testing::source_path("data/physionet2012_set_a.csv"), 24, "icu.csv");
+  auto r = run_command(kBin + " schema --data " + data + " --id stay_id --time hour --out " +
+                       dir.file("schema.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_command(kBin + " train --data " + data + " --id stay_id --time hour --schema " +
+                  dir.file("schema.json") + " --out " + dir.file("m.hg") +
+                  " --epochs 2 --hidden 16 --n-steps 10 --batch 8 --threads 1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("epoch 2/2"));
+  r = run_command(kBin + " sample --model " + dir.file("m.hg") + " --n 5 --out " +
+                  dir.file("syn.csv") + " --no-guardrail");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("wrote 5 synthetic patients"));
+  const auto syn = healthgym::testing::read_file(dir.file("syn.csv"));
+  EXPECT_EQ(syn.substr(0, syn.find('\n')),
+            "stay_id,hour,age,sex,height_cm,icu_type,in_hospital_death,HR,MAP,SysABP,DiasABP,"
+            "NISysABP,NIDiasABP,NIMAP,Temp,RespRate,FiO2,SaO2,pH,PaCO2,PaO2,HCT,K,Platelets,"
+            "Creatinine,BUN,Na,Mg,HCO3,Glucose,WBC,Lactate,Bilirubin,AST,ALT,ALP,Albumin,"
+            "TroponinT,TroponinI,Cholesterol,Urine,Weight,GCS,MechVent");
+  r = run_command(kBin + " info " + dir.file("m.hg"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("trained         2 of 2 epochs"));
+}

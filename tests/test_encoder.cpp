@@ -1,0 +1,118 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "healthgym/dataset.hpp"
+#include "healthgym/encoder.hpp"
+#include "test_util.hpp"
+
+using namespace healthgym;
+using healthgym::testing::TempDir;
+
+namespace {
+
+LoadedData pbc_subset(const TempDir& dir, int patients) {
+  const auto path = healthgym::testing::head_patients(
+      dir, healthgym::testing::source_path("data/pbcseq.csv"), patients, "pbc.csv");
+  return load_data(path, "id", "day", "");
+}
+
+}  // namespace
+
+TEST(Encoder, RoundTripIsExact) {
+  TempDir dir;
+  auto d = pbc_subset(dir, 60);
+  Encoder e = Encoder::fit(d.schema, d.cohort, 16, 1e-3);
+  EncodedCohort enc = e.encode(d.cohort);
+  ASSERT_EQ(enc.x.size(0), 60);
+  EXPECT_EQ(enc.x.size(1), e.channels());
+  EXPECT_LE(enc.x.abs().max().item<float>(), 1.0f + 1e-6f);
+  Cohort back = e.decode(enc.x, enc.lengths, {});
+  ASSERT_EQ(back.n_rows(), d.cohort.n_rows());
+  for (int64_t r = 0; r < back.n_rows(); ++r)
+    for (int64_t v = 0; v < back.n_vars; ++v) {
+      const double a = d.cohort.cell(r, v), b = back.cell(r, v);
+      if (is_missing(a)) {
+        EXPECT_TRUE(is_missing(b)) << "row " << r << " var " << v;
+      } else {
+        // float32 storage of the encoded value bounds the error.
+        EXPECT_NEAR(a, b, 1e-4 * std::max(1.0, std::abs(a))) << "row " << r << " var " << v;
+      }
+    }
+}
+
+TEST(Encoder, LossMaskCoversOnlyValidObservedCells) {
+  TempDir dir;
+  auto d = pbc_subset(dir, 30);
+  Encoder e = Encoder::fit(d.schema, d.cohort, 16, 1e-3);
+  EncodedCohort enc = e.encode(d.cohort);
+  const auto& s = e.schema();
+  for (int64_t p = 0; p < 30; ++p) {
+    const int64_t len = enc.lengths[p].item<int64_t>();
+    // Padding is out of the loss everywhere.
+    if (len < 16) {
+      EXPECT_EQ(enc.loss_mask[p].slice(1, len).sum().item<float>(), 0.f);
+    }
+    for (const auto& v : s.variables) {
+      if (v.observed_channel < 0) continue;
+      for (int64_t k = 0; k < len; ++k) {
+        const bool obs = enc.x[p][v.observed_channel][k].item<float>() > 0;
+        EXPECT_EQ(enc.loss_mask[p][v.observed_channel][k].item<float>(), 1.f);
+        EXPECT_EQ(enc.loss_mask[p][v.value_offset][k].item<float>(), obs ? 1.f : 0.f);
+      }
+    }
+  }
+}
+
+TEST(Encoder, GuardrailChecksObservedRealsWithinLength) {
+  TempDir dir;
+  auto d = pbc_subset(dir, 10);
+  Encoder e = Encoder::fit(d.schema, d.cohort, 16, 1e-3);
+  auto x = torch::zeros({3, e.channels(), 16});
+  const auto& s = e.schema();
+  const auto& bili = s.variables[s.variable_index("bili")];
+  const auto& chol = s.variables[s.variable_index("chol")];
+  ASSERT_GE(chol.observed_channel, 0);
+  auto lengths = torch::tensor({4, 4, 4}, torch::kLong);
+  x[0][bili.value_offset][2] = 1.5;   // inside the length: rejected
+  x[1][bili.value_offset][10] = 1.5;  // padding: ignored
+  x[2][chol.value_offset][1] = -2.0;  // not observed: ignored
+  x[2][chol.observed_channel][1] = -1.0;
+  auto ok = e.within_range(x, lengths);
+  EXPECT_FALSE(ok[0].item<bool>());
+  EXPECT_TRUE(ok[1].item<bool>());
+  EXPECT_TRUE(ok[2].item<bool>());
+  x[2][chol.observed_channel][1] = 1.0;
+  EXPECT_FALSE(e.within_range(x, lengths)[2].item<bool>());
+}
+
+TEST(Encoder, SampledLengthsFollowTheData) {
+  TempDir dir;
+  auto d = pbc_subset(dir, 50);
+  Encoder e = Encoder::fit(d.schema, d.cohort, 16, 1e-3);
+  torch::manual_seed(1);
+  auto l = e.sample_lengths(2000);
+  EXPECT_GE(l.min().item<int64_t>(), 1);
+  EXPECT_LE(l.max().item<int64_t>(), d.cohort.max_length());
+  const double real_mean =
+      std::accumulate(d.cohort.length.begin(), d.cohort.length.end(), 0.0) / 50.0;
+  EXPECT_NEAR(l.to(torch::kDouble).mean().item<double>(), real_mean, 0.5);
+}
+
+TEST(Encoder, JsonRoundTrip) {
+  TempDir dir;
+  auto d = pbc_subset(dir, 20);
+  Encoder e = Encoder::fit(d.schema, d.cohort, 16, 1e-3);
+  Encoder back = Encoder::from_json(e.to_json());
+  EXPECT_EQ(back.to_json(), e.to_json());
+  auto enc = e.encode(d.cohort);
+  EXPECT_TRUE(torch::equal(back.encode(d.cohort).x, enc.x));
+}
+
+TEST(Encoder, AutoWorkingLength) {
+  EXPECT_EQ(auto_working_length(48, 3), 48);
+  EXPECT_EQ(auto_working_length(60, 3), 64);
+  EXPECT_EQ(auto_working_length(16, 3), 16);
+  EXPECT_EQ(auto_working_length(1, 3), 8);
+  EXPECT_EQ(auto_working_length(100, 0), 100);
+}
