@@ -9,6 +9,7 @@ packages=(
   libopenblas0-pthread   # without it LibTorch falls back to the reference BLAS (14x slower)
   libcli11-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev
+  clang-format           # style check in scripts/test.sh
 )
 
 missing=()

@@ -48,12 +48,11 @@ TEST(Cli, InputErrorsNameFileLineColumnValue) {
   auto r = run_command(kBin + " train --data " + csv + " --id pid --time t --schema " + schema +
                        " --out " + dir.file("m.hg"));
   EXPECT_EQ(r.exit_code, 3);
-  EXPECT_THAT(r.output,
-              HasSubstr(csv + ":3:3: not a number in real column 'x' (value 'oops')"));
+  EXPECT_THAT(r.output, HasSubstr(csv + ":3:3: not a number in real column 'x' (value 'oops')"));
   EXPECT_FALSE(std::filesystem::exists(dir.file("m.hg")));  // nothing partial
 
-  r = run_command(kBin + " train --data " + dir.file("absent.csv") +
-                  " --id pid --time t --out " + dir.file("m.hg"));
+  r = run_command(kBin + " train --data " + dir.file("absent.csv") + " --id pid --time t --out " +
+                  dir.file("m.hg"));
   EXPECT_EQ(r.exit_code, 4);
   EXPECT_THAT(r.output, HasSubstr("cannot open"));
 

@@ -92,8 +92,8 @@ TEST(Csv, LocatedEscapesAndTruncates) {
 // ---- parsing ----------------------------------------------------------------------------------
 
 TEST(Csv, ParsesUnquotedAndQuoted) {
-  const auto t = hg::parse_csv("id,name,note\n1,alice,\"hi, there\"\n2,\"bob \"\"b\"\"\",\n",
-                               "x.csv");
+  const auto t =
+      hg::parse_csv("id,name,note\n1,alice,\"hi, there\"\n2,\"bob \"\"b\"\"\",\n", "x.csv");
   EXPECT_EQ(t.path, "x.csv");
   ASSERT_EQ(t.header, (std::vector<std::string>{"id", "name", "note"}));
   EXPECT_FALSE(t.header_quoted);

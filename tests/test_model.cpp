@@ -132,6 +132,6 @@ TEST(Diffusion, LossIgnoresPaddingAndUnobservedCells) {
   auto l2 = diffusion_loss(net, s50, cfg, x0_changed, mask);
   EXPECT_FLOAT_EQ(l1.total.item<float>(), l2.total.item<float>());
   EXPECT_FLOAT_EQ(l1.diffusion.item<float>(), l2.diffusion.item<float>());
-  EXPECT_NEAR(l1.total.item<float>(),
-              l1.diffusion.item<float>() + 20 * l1.recon.item<float>(), 1e-4);
+  EXPECT_NEAR(l1.total.item<float>(), l1.diffusion.item<float>() + 20 * l1.recon.item<float>(),
+              1e-4);
 }

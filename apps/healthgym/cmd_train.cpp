@@ -124,8 +124,8 @@ Action register_train(CLI::App& app) {
          [](TrainConfig& c, uint64_t v) { c.seed = v; });
   ov.add(sub, "--device", "cpu or cuda[:N]", d.device,
          [](TrainConfig& c, const std::string& v) { c.device = v; });
-  ov.add(sub, "--checkpoint-every", "Save every N epochs (always at the end)",
-         d.checkpoint_every, [](TrainConfig& c, int64_t v) { c.checkpoint_every = v; });
+  ov.add(sub, "--checkpoint-every", "Save every N epochs (always at the end)", d.checkpoint_every,
+         [](TrainConfig& c, int64_t v) { c.checkpoint_every = v; });
   add_threads_option(sub, &o->threads);
 
   return [o] {
@@ -145,14 +145,16 @@ Action register_train(CLI::App& app) {
                 << " channels x " << info.working_length << " steps, " << info.parameters
                 << " parameters, schema " << info.schema_source << ", " << torch::get_num_threads()
                 << " threads"
-                << (info.start_epoch > 0 ? ", resuming after epoch " + std::to_string(info.start_epoch)
-                                         : std::string())
+                << (info.start_epoch > 0
+                        ? ", resuming after epoch " + std::to_string(info.start_epoch)
+                        : std::string())
                 << "\n";
     };
     cb.on_progress = [&](const TrainProgress& p) {
       std::string line = "epoch " + std::to_string(p.epoch) + "/" + std::to_string(p.epochs) +
-                         (p.epoch_done ? "" : " step " + std::to_string(p.step) + "/" +
-                                                   std::to_string(p.steps_per_epoch)) +
+                         (p.epoch_done ? ""
+                                       : " step " + std::to_string(p.step) + "/" +
+                                             std::to_string(p.steps_per_epoch)) +
                          "  loss " + fmt_num(p.loss) + " (diff " + fmt_num(p.diffusion) +
                          ", recon " + fmt_num(p.recon) + ")  " + fmt_num(p.seq_per_s) +
                          " seq/s  ETA " + format_duration(p.eta_s) +

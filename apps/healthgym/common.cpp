@@ -36,8 +36,8 @@ void add_threads_option(CLI::App* app, int* threads) {
 }
 
 void apply_threads(int threads) {
-  const int n = threads > 0 ? threads
-                            : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int n =
+      threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   torch::set_num_threads(n);
 }
 
@@ -66,7 +66,9 @@ void StatusLine::update(const std::string& text, bool final_line) {
     std::string pad(last_width_ > text.size() ? last_width_ - text.size() : 0, ' ');
     std::cerr << '\r' << text << pad << (final_line ? "\n" : "") << std::flush;
     last_width_ = final_line ? 0 : text.size();
-  } else if (final_line) {
+  } else if (final_line || now - last_draw_ >= 30.0) {
+    // Logs get a line per final event, and one every 30 s of long work.
+    if (!final_line) last_draw_ = now;
     std::cerr << text << "\n" << std::flush;
   }
 }

@@ -27,7 +27,7 @@ class StatusLine {
  private:
   bool tty_ = stderr_is_tty();
   size_t last_width_ = 0;
-  double last_draw_ = -1;
+  double last_draw_ = -1e9;
 };
 
 }  // namespace healthgym::cli

@@ -8,7 +8,8 @@ namespace healthgym {
 
 // Calls write(tmp_path), then renames tmp_path to path. On any exception the
 // temporary file is removed and the exception propagates; path is untouched.
-void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write);
+void write_atomically(const std::string& path,
+                      const std::function<void(const std::string&)>& write);
 
 // Convenience for text content.
 void write_text_atomically(const std::string& path, const std::string& content);

@@ -7,12 +7,12 @@
 namespace healthgym {
 
 struct CsvTable {
-  std::string path;                     // for error messages
+  std::string path;  // for error messages
   std::vector<std::string> header;
-  bool header_quoted = false;           // were the header fields quoted (keep the style on output)
+  bool header_quoted = false;  // were the header fields quoted (keep the style on output)
   std::vector<std::vector<std::string>> rows;  // each row has header.size() cells
-  std::vector<long> line_of_row;        // 1-based source line where each row starts
-  std::vector<std::vector<char>> quoted;  // quoted[r][c]: was this cell quoted in the source
+  std::vector<long> line_of_row;               // 1-based source line where each row starts
+  std::vector<std::vector<char>> quoted;       // quoted[r][c]: was this cell quoted in the source
   long column_of(const std::string& name) const;  // -1 if absent
 };
 

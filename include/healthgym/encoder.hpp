@@ -68,8 +68,8 @@ class Encoder {
   Schema schema_;
   std::vector<RealTransform> real_;  // one per variable; kNone for one-hot variables
   int64_t working_length_ = 0;
-  std::vector<double> time_grid_;        // time value written for each step
-  std::vector<int64_t> length_counts_;   // length_counts_[l-1]: patients with l steps
+  std::vector<double> time_grid_;       // time value written for each step
+  std::vector<int64_t> length_counts_;  // length_counts_[l-1]: patients with l steps
 };
 
 // Smallest multiple of 2^levels that holds max_length, so every down-sampling

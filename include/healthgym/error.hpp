@@ -7,10 +7,10 @@
 namespace healthgym {
 
 enum class ErrorKind {
-  kUsage = 2,  // a configuration or argument that cannot work
-  kInput = 3,  // the data, schema or checkpoint given is malformed
-  kIo = 4,     // a file cannot be read or written
-  kRuntime = 5 // the computation failed (e.g. the guardrail never accepted enough)
+  kUsage = 2,   // a configuration or argument that cannot work
+  kInput = 3,   // the data, schema or checkpoint given is malformed
+  kIo = 4,      // a file cannot be read or written
+  kRuntime = 5  // the computation failed (e.g. the guardrail never accepted enough)
 };
 
 class Error : public std::runtime_error {

@@ -10,7 +10,8 @@ namespace healthgym {
 enum class PowerKind { kNone, kBoxCox, kYeoJohnson };
 
 std::string to_string(PowerKind k);
-PowerKind power_kind_from_string(const std::string& s);  // "none"|"boxcox"|"yeojohnson"; throws InputError
+PowerKind power_kind_from_string(
+    const std::string& s);  // "none"|"boxcox"|"yeojohnson"; throws InputError
 
 // Box-Cox of x > 0. lambda == 0 is log(x). Throws InputError for x <= 0.
 // All four functions pass NaN through; the inverses return finite values for any

@@ -21,8 +21,8 @@ torch::Tensor ddpm_sample(UNet& net, const NoiseSchedule& schedule,
 struct SampleConfig {
   std::string model_path;
   std::string out_path;
-  int64_t n = 0;       // synthetic patients wanted
-  int64_t batch = 256; // sequences generated together
+  int64_t n = 0;        // synthetic patients wanted
+  int64_t batch = 256;  // sequences generated together
   bool guardrail = true;
   // Sequences tried before giving up; 0 means 20 * n (at least one batch).
   int64_t max_attempts = 0;

@@ -17,16 +17,16 @@ VarType var_type_from_string(const std::string& s);  // throws InputError
 struct Variable {
   std::string name;
   VarType type = VarType::kReal;
-  std::vector<std::string> labels;  // binary/categorical, in one-hot order
-  bool is_static = false;           // constant within every patient
+  std::vector<std::string> labels;           // binary/categorical, in one-hot order
+  bool is_static = false;                    // constant within every patient
   PowerKind transform = PowerKind::kBoxCox;  // reals only
-  int decimals = 0;                 // reals: digits after the point written on output
-  bool has_missing = false;         // set from the training data: adds an observed channel
+  int decimals = 0;                          // reals: digits after the point written on output
+  bool has_missing = false;                  // set from the training data: adds an observed channel
 
   // Channel layout in the design tensor, computed by Schema::compute_layout().
   int value_offset = -1;
-  int value_width = 0;       // 1 for reals, labels.size() for one-hot blocks
-  int observed_channel = -1; // -1 when the variable never misses in training
+  int value_width = 0;        // 1 for reals, labels.size() for one-hot blocks
+  int observed_channel = -1;  // -1 when the variable never misses in training
 
   bool is_one_hot() const { return type != VarType::kReal; }
   long label_index(const std::string& label) const;  // -1 if unknown

@@ -8,10 +8,10 @@
 namespace healthgym {
 
 struct UNetConfig {
-  int64_t features = 22;   // channels of the design tensor
-  int64_t hidden = 256;    // width C at every scale
-  int64_t levels = 3;      // down/up stages
-  int64_t groups = 8;      // GroupNorm groups (capped at C)
+  int64_t features = 22;  // channels of the design tensor
+  int64_t hidden = 256;   // width C at every scale
+  int64_t levels = 3;     // down/up stages
+  int64_t groups = 8;     // GroupNorm groups (capped at C)
   double dropout = 0.0;
   int64_t n_steps = 500;   // diffusion steps T: rows of the time table
   int64_t time_dim = 128;  // width of the fixed sinusoidal table

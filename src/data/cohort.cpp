@@ -93,8 +93,9 @@ Cohort load_cohort(const CsvTable& table, const Schema& schema) {
         fail(r, time_col, "duplicate time for patient '" + id + "' (same as the row before)", ts);
       if (t < prev)
         fail(r, time_col,
-             "time goes backwards for patient '" + id + "' (previous row has a later time); "
-             "sort each patient's rows by time",
+             "time goes backwards for patient '" + id +
+                 "' (previous row has a later time); "
+                 "sort each patient's rows by time",
              ts);
     }
     co.times[r] = t;
@@ -107,10 +108,10 @@ Cohort load_cohort(const CsvTable& table, const Schema& schema) {
         if (v.type == VarType::kReal) {
           if (!parse_double(cell, &value))
             fail(r, var_col[i],
-                 looks_non_finite(cell)
-                     ? "non-finite value in real column '" + v.name + "' (leave the cell empty "
-                       "for a missing value)"
-                     : "not a number in real column '" + v.name + "'",
+                 looks_non_finite(cell) ? "non-finite value in real column '" + v.name +
+                                              "' (leave the cell empty "
+                                              "for a missing value)"
+                                        : "not a number in real column '" + v.name + "'",
                  cell);
         } else {
           const long k = v.label_index(cell);

@@ -160,8 +160,8 @@ Schema Schema::from_json(const json& j, const std::string& source) {
   if (j.contains("csv_style")) {
     const json& st = j.at("csv_style");
     s.header_quoted = get_field<bool>(st, "header_quoted", source + ": csv_style", false, false);
-    s.quoted_columns =
-        get_field<std::vector<std::string>>(st, "quoted_columns", source + ": csv_style", {}, false);
+    s.quoted_columns = get_field<std::vector<std::string>>(st, "quoted_columns",
+                                                           source + ": csv_style", {}, false);
   }
   if (!j.contains("variables") || !j.at("variables").is_array())
     throw InputError(source + ": missing array 'variables'");
@@ -227,9 +227,9 @@ Schema Schema::load(const std::string& path) {
     }
     std::string msg = e.what();
     const auto p = msg.find("parse error");
-    throw InputError(path + ":" + std::to_string(line) + ":" + std::to_string(col) +
-                     ": schema is not valid JSON: " +
-                     (p == std::string::npos ? msg : msg.substr(p)));
+    throw InputError(
+        path + ":" + std::to_string(line) + ":" + std::to_string(col) +
+        ": schema is not valid JSON: " + (p == std::string::npos ? msg : msg.substr(p)));
   }
   return from_json(j, path);
 }
@@ -262,8 +262,7 @@ Schema infer_schema(const CsvTable& table, const std::string& id_column,
   if (id_col < 0)
     throw InputError(table.path + ":1: no column named '" + id_column + "' (the --id column)");
   if (time_col < 0)
-    throw InputError(table.path + ":1: no column named '" + time_column +
-                     "' (the --time column)");
+    throw InputError(table.path + ":1: no column named '" + time_column + "' (the --time column)");
   Schema s;
   s.id_column = id_column;
   s.time_column = time_column;
@@ -365,8 +364,7 @@ void check_columns(const Schema& schema, const CsvTable& table) {
       throw InputError(table.path + ":1: no column named '" + name + "', which the schema needs");
   for (const auto& v : schema.variables)
     if (table.column_of(v.name) < 0)
-      throw InputError(table.path + ":1: no column named '" + v.name +
-                       "', which the schema needs");
+      throw InputError(table.path + ":1: no column named '" + v.name + "', which the schema needs");
   for (size_t c = 0; c < table.header.size(); ++c) {
     const auto& h = table.header[c];
     if (h != schema.id_column && h != schema.time_column && schema.variable_index(h) < 0)

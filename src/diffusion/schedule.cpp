@@ -1,5 +1,4 @@
 #include "healthgym/diffusion.hpp"
-
 #include "healthgym/error.hpp"
 
 namespace healthgym {

@@ -76,7 +76,8 @@ CheckpointContents load_checkpoint(const std::string& path, const torch::Device&
   namespace fs = std::filesystem;
   std::error_code ec;
   if (!fs::exists(path, ec)) throw IoError("cannot open checkpoint " + path + ": no such file");
-  if (fs::is_directory(path, ec)) throw IoError("cannot open checkpoint " + path + ": is a directory");
+  if (fs::is_directory(path, ec))
+    throw IoError("cannot open checkpoint " + path + ": is a directory");
   {
     std::ifstream probe(path, std::ios::binary);
     if (!probe) throw IoError("cannot open checkpoint " + path);
@@ -89,7 +90,8 @@ CheckpointContents load_checkpoint(const std::string& path, const torch::Device&
   torch::serialize::InputArchive archive;
   json meta;
   try {
-    archive.load_from(path);
+    // Tensors land on the CPU whatever device wrote them, then move as asked.
+    archive.load_from(path, torch::Device(torch::kCPU));
     c10::IValue v;
     if (!archive.try_read("meta", v) || !v.isString())
       throw InputError(path + ": not a healthgym checkpoint (no metadata)");
@@ -140,6 +142,18 @@ CheckpointContents load_checkpoint(const std::string& path, const torch::Device&
 void restore_optimizer(const CheckpointContents& ckpt, torch::optim::Optimizer& optimizer) {
   if (!ckpt.optimizer_archive) throw InputError("checkpoint holds no optimizer state to resume");
   optimizer.load(*ckpt.optimizer_archive);
+  // The saved moments were read onto the CPU; keep them beside their parameters.
+  torch::Device device(torch::kCPU);
+  for (const auto& group : optimizer.param_groups())
+    for (const auto& p : group.params()) device = p.device();
+  if (device.is_cpu()) return;
+  for (auto& kv : optimizer.state()) {
+    if (auto* s = dynamic_cast<torch::optim::AdamParamState*>(kv.second.get())) {
+      s->exp_avg(s->exp_avg().to(device));
+      s->exp_avg_sq(s->exp_avg_sq().to(device));
+      if (s->max_exp_avg_sq().defined()) s->max_exp_avg_sq(s->max_exp_avg_sq().to(device));
+    }
+  }
 }
 
 }  // namespace healthgym

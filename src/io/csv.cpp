@@ -123,10 +123,10 @@ void check_header(const CsvTable& table, long header_line) {
     }
     const auto inserted = seen.emplace(name, c);
     if (!inserted.second) {
-      throw InputError(located(table.path, header_line, col,
-                               "duplicate header name, same as column " +
-                                   std::to_string(inserted.first->second + 1),
-                               name));
+      throw InputError(located(
+          table.path, header_line, col,
+          "duplicate header name, same as column " + std::to_string(inserted.first->second + 1),
+          name));
     }
   }
 }
@@ -251,8 +251,8 @@ CsvTable parse_csv(const std::string& text, const std::string& path_for_errors) 
 
     if (!have_header) {
       table.header = std::move(cells);
-      table.header_quoted = std::any_of(cell_quoted.begin(), cell_quoted.end(),
-                                        [](char q) { return q != 0; });
+      table.header_quoted =
+          std::any_of(cell_quoted.begin(), cell_quoted.end(), [](char q) { return q != 0; });
       header_line = row_line;
       have_header = true;
       ncols = table.header.size();

@@ -17,18 +17,17 @@ void UNetConfig::validate() const {
   need(hidden >= 1, "--hidden must be >= 1, is " + std::to_string(hidden));
   need(levels >= 0 && levels <= 8, "--levels must be in 0..8, is " + std::to_string(levels));
   need(groups >= 1, "--groups must be >= 1, is " + std::to_string(groups));
-  need(hidden % std::min(groups, hidden) == 0,
-       "--hidden (" + std::to_string(hidden) + ") must be divisible by --groups (" +
-           std::to_string(groups) + ")");
+  need(hidden % std::min(groups, hidden) == 0, "--hidden (" + std::to_string(hidden) +
+                                                   ") must be divisible by --groups (" +
+                                                   std::to_string(groups) + ")");
   need(dropout >= 0.0 && dropout < 1.0, "--dropout must be in [0, 1)");
   need(n_steps >= 1, "--n-steps must be >= 1");
   need(time_dim >= 2 && time_dim % 2 == 0, "time embedding width must be even and >= 2");
 }
 
 json UNetConfig::to_json() const {
-  return {{"features", features}, {"hidden", hidden},   {"levels", levels},
-          {"groups", groups},     {"dropout", dropout}, {"n_steps", n_steps},
-          {"time_dim", time_dim}};
+  return {{"features", features}, {"hidden", hidden},   {"levels", levels},    {"groups", groups},
+          {"dropout", dropout},   {"n_steps", n_steps}, {"time_dim", time_dim}};
 }
 
 UNetConfig UNetConfig::from_json(const json& j) {
@@ -69,11 +68,11 @@ std::pair<torch::Tensor, torch::Tensor> FiLMImpl::forward(const torch::Tensor& t
 ResBlockImpl::ResBlockImpl(int64_t channels, int64_t groups, double dropout) {
   const int64_t g = std::max<int64_t>(1, std::min(groups, channels));
   norm1_ = register_module("norm1", torch::nn::GroupNorm(g, channels));
-  conv1_ = register_module("conv1",
-                           torch::nn::Conv1d(torch::nn::Conv1dOptions(channels, channels, 3).padding(1)));
+  conv1_ = register_module(
+      "conv1", torch::nn::Conv1d(torch::nn::Conv1dOptions(channels, channels, 3).padding(1)));
   norm2_ = register_module("norm2", torch::nn::GroupNorm(g, channels));
-  conv2_ = register_module("conv2",
-                           torch::nn::Conv1d(torch::nn::Conv1dOptions(channels, channels, 3).padding(1)));
+  conv2_ = register_module(
+      "conv2", torch::nn::Conv1d(torch::nn::Conv1dOptions(channels, channels, 3).padding(1)));
   drop_ = register_module("drop", torch::nn::Dropout(dropout));
 }
 
@@ -120,8 +119,8 @@ UNetImpl::UNetImpl(const UNetConfig& config) : config_(config) {
   film_mid_ = register_module("film_mid", FiLM(config_.n_steps, config_.time_dim, c));
   mid1_ = register_module("mid1", ResBlock(c, config_.groups, config_.dropout));
   mid2_ = register_module("mid2", ResBlock(c, config_.groups, config_.dropout));
-  out_conv_ = register_module("out_conv",
-                              torch::nn::Conv1d(torch::nn::Conv1dOptions(c, c, 3).padding(1)));
+  out_conv_ =
+      register_module("out_conv", torch::nn::Conv1d(torch::nn::Conv1dOptions(c, c, 3).padding(1)));
 }
 
 torch::Tensor UNetImpl::forward(const torch::Tensor& x_in, const torch::Tensor& t) {
@@ -130,8 +129,8 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x_in, const torch::Tensor& 
                      ", length]");
   if (x_in.size(2) < min_length())
     throw UsageError("sequence length " + std::to_string(x_in.size(2)) + " is too short for " +
-                     std::to_string(config_.levels) + " U-Net levels (needs >= " +
-                     std::to_string(min_length()) + ")");
+                     std::to_string(config_.levels) +
+                     " U-Net levels (needs >= " + std::to_string(min_length()) + ")");
   // Per-time MLP: features -> C -> C, applied along the channel axis.
   auto x = in2_(torch::silu(in1_(x_in.transpose(1, 2)))).transpose(1, 2).contiguous();
   std::vector<torch::Tensor> skips;

@@ -90,8 +90,8 @@ Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleRes
     }
     x = x.to(torch::kCPU, torch::kFloat);
     pr.attempted += b;
-    torch::Tensor keep = cfg.guardrail ? model.encoder.within_range(x, lengths)
-                                       : torch::ones({b}, torch::kBool);
+    torch::Tensor keep =
+        cfg.guardrail ? model.encoder.within_range(x, lengths) : torch::ones({b}, torch::kBool);
     auto idx = keep.nonzero().view(-1);
     const int64_t room = cfg.n - pr.accepted;
     if (idx.size(0) > room) idx = idx.slice(0, 0, room);
@@ -112,8 +112,7 @@ Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleRes
     result->accepted = pr.accepted;
     result->attempted = pr.attempted;
     result->acceptance_rate = static_cast<double>(pr.accepted) / std::max<int64_t>(1, pr.attempted);
-    result->seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    result->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   return cohort;
 }
@@ -128,8 +127,7 @@ SampleResult sample_to_csv(const SampleConfig& cfg,
   CheckpointContents ckpt = load_checkpoint(cfg.model_path, device);
   SampleConfig resolved = cfg;
   if (!resolved.hold_static.has_value()) {
-    const std::string preset =
-        ckpt.meta.at("train_config").value("preset", std::string("default"));
+    const std::string preset = ckpt.meta.at("train_config").value("preset", std::string("default"));
     resolved.hold_static = preset != "seed";
   }
   SampleResult result;

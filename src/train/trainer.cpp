@@ -72,19 +72,19 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
   } else {
     InferOptions opts;
     opts.shift = cfg.shift;
-    LoadedData loaded = load_data(cfg.data_path, cfg.id_column, cfg.time_column,
-                                  cfg.schema_path, opts);
+    LoadedData loaded =
+        load_data(cfg.data_path, cfg.id_column, cfg.time_column, cfg.schema_path, opts);
     const int64_t max_len = loaded.cohort.max_length();
     const int64_t len =
         cfg.working_length > 0
             ? cfg.working_length
-            : auto_working_length(
-                  static_cast<int64_t>(std::ceil(static_cast<double>(max_len) * cfg.length_ratio - 1e-9)),
-                  cfg.levels);
+            : auto_working_length(static_cast<int64_t>(std::ceil(
+                                      static_cast<double>(max_len) * cfg.length_ratio - 1e-9)),
+                                  cfg.levels);
     if (len < (int64_t{1} << cfg.levels))
       throw UsageError("--working-length " + std::to_string(len) + " is too short for " +
-                       std::to_string(cfg.levels) + " U-Net levels (needs >= " +
-                       std::to_string(int64_t{1} << cfg.levels) + ")");
+                       std::to_string(cfg.levels) +
+                       " U-Net levels (needs >= " + std::to_string(int64_t{1} << cfg.levels) + ")");
     torch::manual_seed(cfg.seed);
     Encoder encoder = Encoder::fit(loaded.schema, loaded.cohort, len, cfg.shift);
     UNetConfig unet;
@@ -102,9 +102,8 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
   auto mask_all = data.loss_mask.to(device);
   // Validity along time, broadcast into the per-channel loss mask already.
 
-  torch::optim::Adam optimizer(
-      model.net->parameters(),
-      torch::optim::AdamOptions(cfg.lr).betas({cfg.adam_beta1, cfg.adam_beta2}));
+  torch::optim::Adam optimizer(model.net->parameters(), torch::optim::AdamOptions(cfg.lr).betas(
+                                                            {cfg.adam_beta1, cfg.adam_beta2}));
   GradScalerConfig scfg = cfg.scaler;
   scfg.enabled = cfg.precision == Precision::kFp16;
   GradScaler scaler(scfg);
@@ -125,7 +124,8 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
 
   // Per-epoch loss log: rewritten whole each epoch so it is never partial.
   std::string log_text = "epoch,loss,diffusion,recon,seconds,skipped_steps\n";
-  if (resuming && resumed.meta.contains("log")) log_text = resumed.meta.at("log").get<std::string>();
+  if (resuming && resumed.meta.contains("log"))
+    log_text = resumed.meta.at("log").get<std::string>();
 
   const bool autocast = cfg.precision != Precision::kFp32;
   const auto amp_dtype = cfg.precision == Precision::kBf16 ? torch::kBFloat16 : torch::kHalf;

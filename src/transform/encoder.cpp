@@ -14,8 +14,7 @@ int64_t auto_working_length(int64_t max_length, int64_t levels) {
   return std::max<int64_t>(m, (max_length + m - 1) / m * m);
 }
 
-Encoder Encoder::fit(const Schema& schema, const Cohort& co, int64_t working_length,
-                     double shift) {
+Encoder Encoder::fit(const Schema& schema, const Cohort& co, int64_t working_length, double shift) {
   if (co.n_patients() == 0) throw InputError("the cohort has no patients");
   if (working_length < 1) throw UsageError("working length must be at least 1");
   Encoder e;
@@ -75,8 +74,8 @@ Encoder Encoder::fit(const Schema& schema, const Cohort& co, int64_t working_len
     std::nth_element(at.begin(), at.begin() + at.size() / 2, at.end());
     e.time_grid_[k] = at[at.size() / 2];
     if (k > 0 && e.time_grid_[k] <= e.time_grid_[k - 1])  // medians need not increase
-      e.time_grid_[k] = e.time_grid_[k - 1] + (k >= 2 ? e.time_grid_[k - 1] - e.time_grid_[k - 2]
-                                                      : 1.0);
+      e.time_grid_[k] =
+          e.time_grid_[k - 1] + (k >= 2 ? e.time_grid_[k - 1] - e.time_grid_[k - 2] : 1.0);
   }
   e.length_counts_.assign(static_cast<size_t>(working_length), 0);
   for (int64_t p = 0; p < co.n_patients(); ++p)
@@ -160,8 +159,8 @@ Cohort Encoder::decode(const torch::Tensor& x_in, const torch::Tensor& lengths_i
   if (c != schema_.n_channels || len != working_length_)
     throw InputError("decode: tensor is [" + std::to_string(c) + " channels, " +
                      std::to_string(len) + " steps], the encoder expects [" +
-                     std::to_string(schema_.n_channels) + ", " +
-                     std::to_string(working_length_) + "]");
+                     std::to_string(schema_.n_channels) + ", " + std::to_string(working_length_) +
+                     "]");
   const auto nv = static_cast<int64_t>(schema_.variables.size());
 
   // Category choice for every one-hot span, done as tensor ops up front.
@@ -246,7 +245,8 @@ void hold_static_values(Cohort& co, const Schema& schema) {
           }
         }
       }
-      for (int64_t k = 0; k < co.length[p]; ++k) co.cells[(co.start[p] + k) * co.n_vars + i] = value;
+      for (int64_t k = 0; k < co.length[p]; ++k)
+        co.cells[(co.start[p] + k) * co.n_vars + i] = value;
     }
   }
 }
