@@ -59,7 +59,8 @@ foreach(file IN LISTS files)
   string(REGEX REPLACE "(${line_pattern})" "\\1\n" hex "${hex}")
   string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," hex "${hex}")
   # A trailing NUL (not counted in the size) keeps an empty file a valid array.
-  string(APPEND out "// ${base}: ${size} bytes\nconst unsigned char ${name}_data[] = {\n${hex}0x00};\n")
+  string(APPEND out "// ${base}: ${size} bytes\n"
+         "const unsigned char ${name}_data[] = {\n${hex}0x00};\n")
   string(APPEND accessors "std::string_view ${name}() {\n"
          "  return {reinterpret_cast<const char*>(${name}_data), ${size}};\n}\n")
 endforeach()

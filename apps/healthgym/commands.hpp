@@ -10,5 +10,6 @@ Action register_schema(CLI::App& app);
 Action register_train(CLI::App& app);
 Action register_sample(CLI::App& app);
 Action register_info(CLI::App& app);
+Action register_evaluate(CLI::App& app);
 
 }  // namespace healthgym::cli

@@ -16,6 +16,8 @@ int main(int argc, char** argv) {
       "  healthgym schema --data cohort.csv --id patient --time hour --out schema.json\n"
       "  healthgym train  --data cohort.csv --id patient --time hour --out model.hg\n"
       "  healthgym sample --model model.hg --n 1000 --out synthetic.csv\n"
+      "  healthgym evaluate --real cohort.csv --synthetic synthetic.csv --id patient --time hour "
+      "--out report/\n"
       "  healthgym info   model.hg\n\n"
       "Exit codes: 0 ok, 2 usage, 3 bad input, 4 file I/O, 5 runtime failure, 1 other.",
       "healthgym"};
@@ -23,7 +25,8 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("healthgym ") + healthgym::kHealthgymVersion +
                                         " (LibTorch " + healthgym::compat::torch_version() + ")");
   std::map<CLI::App*, Action> actions;
-  for (auto reg : {register_schema, register_train, register_sample, register_info}) {
+  for (auto reg :
+       {register_schema, register_train, register_sample, register_evaluate, register_info}) {
     Action a = reg(app);
     actions[app.get_subcommands({}).back()] = a;
   }

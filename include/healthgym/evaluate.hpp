@@ -35,16 +35,16 @@ struct EvaluateConfig {
   std::string outcome;      // a static binary/categorical variable, optional
   std::string out_dir;
   uint64_t seed = 0;
-  int repeats = 5;               // discriminative score repetitions
+  int repeats = 5;                 // discriminative score repetitions
   int64_t classifier_epochs = 20;  // passes over the training split for each GRU
-  int64_t outcome_steps = 0;     // first steps fed to the outcome model (0 = half)
+  int64_t outcome_steps = 0;       // first steps fed to the outcome model (0 = half)
   std::string device = "cpu";
 
   void validate() const;  // throws UsageError
 };
 
 struct EvaluateProgress {
-  std::string stage;  // e.g. "fidelity", "discriminative 2/5"
+  std::string stage;    // e.g. "fidelity", "discriminative 2/5"
   double fraction = 0;  // of the whole evaluation, 0..1
 };
 using EvaluateCallback = std::function<void(const EvaluateProgress&)>;
@@ -66,7 +66,8 @@ namespace eval {
 //       "plot": {"kind": "histogram", "edges": [bins+1], "real": [density], "synthetic": [density]}
 //            or {"kind": "bars", "labels": [...], "real": [share], "synthetic": [share]}}],
 //   "lengths": {"ks", "real_mean", "synthetic_mean",
-//               "plot": {"kind": "bars", "labels": ["1", ...], "real": [share], "synthetic": [share]}},
+//               "plot": {"kind": "bars", "labels": ["1", ...], "real": [share], "synthetic":
+//               [share]}},
 //   "correlation": {"columns": [names; reals and "var=label" one-hot columns],
 //                   "real": [[...]], "synthetic": [[...]], "mad"},
 //   "trend_correlation": {"variables": [real variable names], "real", "synthetic", "mad"},
@@ -110,9 +111,8 @@ nlohmann::json utility_report(const Encoder& encoder, const Cohort& real, const 
 //   "mia_auc": AUC of -distance-to-nearest-synthetic telling training from holdout, or null
 // }
 // Distances are Euclidean in the encoded space (design tensor with padding zeroed).
-nlohmann::json privacy_report(const Encoder& encoder, const Cohort& train,
-                              const Cohort& synthetic, const Cohort* holdout,
-                              nlohmann::json* notes);
+nlohmann::json privacy_report(const Encoder& encoder, const Cohort& train, const Cohort& synthetic,
+                              const Cohort* holdout, nlohmann::json* notes);
 
 // One self-contained HTML page (opens offline) from a report.
 std::string render_html(const nlohmann::json& report);

@@ -6,6 +6,9 @@
 
 namespace healthgym::metrics {
 
+// Sample functions (ks_statistic, wasserstein1, iqr, quantile, histogram_density)
+// treat non-finite values as missing and drop them first (scipy's nan_policy='omit').
+
 // Two-sample Kolmogorov-Smirnov statistic D (scipy.stats.ks_2samp's statistic).
 // Both samples non-empty, else NaN.
 double ks_statistic(std::vector<double> a, std::vector<double> b);
@@ -23,7 +26,8 @@ double quantile(std::vector<double> x, double q);  // q in [0,1], numpy 'linear'
 double total_variation(const std::vector<double>& counts_a, const std::vector<double>& counts_b);
 
 // Pearson correlation of two equal-length series; NaN when either is constant
-// or fewer than 2 points.
+// (all values identical) or fewer than 2 points; a NaN input gives NaN. Throws
+// std::invalid_argument on different lengths (as do detrend_linear and auroc).
 double pearson(const std::vector<double>& x, const std::vector<double>& y);
 
 // Pearson correlation matrix of columns, using for each pair only the rows where
@@ -40,25 +44,34 @@ double fisher_z(double r);
 double fisher_z_inverse(double z);
 
 // Sample autocorrelation at a lag, as statsmodels' acf (adjusted=False):
-// sum_{t}(x_t - m)(x_{t+lag} - m) / sum_t (x_t - m)^2. NaN if undefined.
+// sum_{t}(x_t - m)(x_{t+lag} - m) / sum_t (x_t - m)^2. NaN if undefined (lag < 0,
+// lag >= length, a constant series, or a NaN in x).
 double autocorrelation(const std::vector<double>& x, int lag);
 
 // Area under the ROC curve from scores and 0/1 labels (ties count 1/2),
-// as sklearn.metrics.roc_auc_score. NaN when only one class is present.
+// as sklearn.metrics.roc_auc_score. NaN when only one class is present or a score
+// is NaN. Any non-zero label is the positive class.
 double auroc(const std::vector<double>& scores, const std::vector<int>& labels);
 
 // Mean absolute difference over entries finite in both matrices; NaN if none.
 double mean_abs_diff(const std::vector<std::vector<double>>& a,
                      const std::vector<std::vector<double>>& b);
 
-// Mean and the half-width of a 95% t interval (n-1 degrees of freedom).
+// Mean and the half-width of a 95% t interval (n-1 degrees of freedom):
+// scipy.stats.t.ppf(0.975, n-1) * std(ddof=1) / sqrt(n). Empty: both NaN; n=1: ci95 NaN.
 struct MeanCi {
   double mean = 0, ci95 = 0;
 };
 MeanCi mean_ci95(const std::vector<double>& x);
 
 // Histogram of x over [lo, hi] in `bins` equal bins (values outside are clamped
-// into the end bins), returned as densities that integrate to 1.
+// into the end bins), returned as densities that integrate to 1 (np.histogram(
+// np.clip(x, lo, hi), bins, (lo, hi), density=True)). NaN densities when x has no
+// finite value or the range is not finite or lo > hi.
 std::vector<double> histogram_density(const std::vector<double>& x, double lo, double hi, int bins);
+
+// The bins+1 edges histogram_density uses: np.linspace(lo, hi, bins+1), with numpy's
+// widening of an empty range (lo == hi) to [lo - 0.5, hi + 0.5].
+std::vector<double> histogram_edges(double lo, double hi, int bins);
 
 }  // namespace healthgym::metrics
