@@ -15,6 +15,9 @@ Action register_sample(CLI::App& app) {
     std::string precision = "fp32";
     bool no_guardrail = false;
     std::string statics;
+    std::string sampler = "ddpm";
+    std::string clip_x0;
+    std::string ema;
     int threads = 0;
   };
   auto o = std::make_shared<Opts>();
@@ -51,6 +54,22 @@ Action register_sample(CLI::App& app) {
                   "hold: one value per patient for static variables; free: per step, as the "
                   "original (default: free for a seed-preset model, hold otherwise)")
       ->check(CLI::IsMember({"hold", "free"}));
+  sub->add_option("--sampler", o->sampler,
+                  "ddpm: ancestral over all T steps (the original); ddim: K steps (--sample-steps)")
+      ->check(CLI::IsMember({"ddpm", "ddim"}))
+      ->capture_default_str();
+  sub->add_option("--sample-steps", c.sample_steps, "DDIM denoising steps K (0 = T)")
+      ->capture_default_str();
+  sub->add_option("--eta", c.eta, "DDIM noise: 0 deterministic, 1 like DDPM")
+      ->capture_default_str();
+  sub->add_option("--clip-x0", o->clip_x0,
+                  "on: clamp the predicted x0 to the data range at every step, so nothing is "
+                  "rejected; off: the original (default: off for a seed-preset model, else on)")
+      ->check(CLI::IsMember({"on", "off"}));
+  sub->add_option("--ema", o->ema,
+                  "on: sample with the averaged (EMA) weights; off: the last weights (default: "
+                  "on when the checkpoint has them)")
+      ->check(CLI::IsMember({"on", "off"}));
   add_threads_option(sub, &o->threads);
 
   return [o] {
@@ -61,6 +80,9 @@ Action register_sample(CLI::App& app) {
         o->categorical == "sample" ? CategoricalDecode::kSample : CategoricalDecode::kArgmax;
     cfg.precision = precision_from_string(o->precision);
     if (!o->statics.empty()) cfg.hold_static = o->statics == "hold";
+    cfg.sampler = sampler_kind_from_string(o->sampler);
+    if (!o->clip_x0.empty()) cfg.clip_x0 = o->clip_x0 == "on";
+    if (!o->ema.empty()) cfg.use_ema = o->ema == "on";
     StatusLine status;
     const SampleResult r = sample_to_csv(cfg, [&](const SampleProgress& p) {
       char buf[160];

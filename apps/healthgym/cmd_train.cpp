@@ -91,6 +91,10 @@ Action register_train(CLI::App& app) {
          [](TrainConfig& c, double v) { c.adam_beta2 = v; });
   ov.add(sub, "--clip", "Gradient-norm clipping threshold (0 = off)", d.clip,
          [](TrainConfig& c, double v) { c.clip = v; });
+  ov.add(sub, "--ema-decay",
+         "Keep an exponential moving average of the weights for sampling (0 = off; seed "
+         "preset: off)",
+         d.ema_decay, [](TrainConfig& c, double v) { c.ema_decay = v; });
   ov.add(sub, "--hidden", "U-Net width C", d.hidden,
          [](TrainConfig& c, int64_t v) { c.hidden = v; });
   ov.add(sub, "--levels", "U-Net down/up stages", d.levels,

@@ -23,6 +23,7 @@ struct DiffusionModel {
   UNetConfig unet_config;
   DiffusionConfig diffusion;
   UNet net{nullptr};
+  UNet ema{nullptr};  // averaged weights for sampling, when trained with EMA
   NoiseSchedule schedule{nullptr};
 
   static DiffusionModel create(const Encoder& encoder, const UNetConfig& unet,

@@ -7,16 +7,10 @@
 
 #include "healthgym/checkpoint.hpp"
 #include "healthgym/encoder.hpp"
+#include "healthgym/samplers.hpp"
 #include "healthgym/train.hpp"
 
 namespace healthgym {
-
-// DDPM ancestral sampling over all T steps: x_{t-1} = (x_t - beta_t /
-// sqrt(1 - abar_t) eps_hat) / sqrt(alpha_t) + sqrt(beta_t) z (no noise at t=0).
-// `on_step(k, T)` is called after each denoising step. Runs without autograd.
-torch::Tensor ddpm_sample(UNet& net, const NoiseSchedule& schedule,
-                          const std::vector<int64_t>& shape,
-                          const std::function<void(int64_t, int64_t)>& on_step = {});
 
 struct SampleConfig {
   std::string model_path;
@@ -35,6 +29,14 @@ struct SampleConfig {
   // Hold static variables constant per patient; unset follows the checkpoint's
   // preset (the seed preset reproduces the original, which does not).
   std::optional<bool> hold_static;
+  // The reverse chain. Unset choices follow the checkpoint's preset: the seed
+  // preset samples as the original (DDPM, no clamping); the default preset
+  // clamps x0-hat and uses the EMA weights when the checkpoint has them.
+  SamplerKind sampler = SamplerKind::kDdpm;
+  int64_t sample_steps = 0;  // DDIM steps (0 = T)
+  double eta = 0.0;
+  std::optional<bool> clip_x0;
+  std::optional<bool> use_ema;
 
   void validate() const;  // throws UsageError
 };

@@ -42,7 +42,8 @@ struct TrainConfig {
   double lr = 1e-3;
   double adam_beta1 = 0.9;
   double adam_beta2 = 0.999;
-  double clip = 1.0;  // <= 0 disables clipping
+  double clip = 1.0;       // <= 0 disables clipping
+  double ema_decay = 0.0;  // 0: no EMA weights; else their decay (e.g. 0.999)
   Precision precision = Precision::kFp32;
   GradScalerConfig scaler;
   uint64_t seed = 0;

@@ -28,6 +28,7 @@ DiffusionModel DiffusionModel::create(const Encoder& encoder, const UNetConfig& 
 
 void DiffusionModel::to(const torch::Device& device) {
   net->to(device);
+  if (ema) ema->to(device);
   schedule->to(device);
 }
 
@@ -62,6 +63,13 @@ void save_checkpoint(const std::string& path, DiffusionModel& model, json meta,
   model.net->to(torch::kCPU);
   model.net->save(weights);
   archive.write("weights", weights);
+  if (model.ema) {
+    torch::serialize::OutputArchive ema;
+    model.ema->to(torch::kCPU);
+    model.ema->save(ema);
+    model.ema->to(device);
+    archive.write("ema", ema);
+  }
   if (optimizer) {
     torch::serialize::OutputArchive opt;
     optimizer->save(opt);
@@ -121,6 +129,12 @@ CheckpointContents load_checkpoint(const std::string& path, const torch::Device&
     torch::serialize::InputArchive weights;
     archive.read("weights", weights);
     out.model.net->load(weights);
+    torch::serialize::InputArchive ema;
+    if (archive.try_read("ema", ema)) {
+      out.model.ema = UNet(out.model.unet_config);
+      out.model.ema->load(ema);
+      out.model.ema->eval();
+    }
     torch::Tensor rng;
     archive.read("rng", rng);
     out.rng_state = rng;

@@ -4,32 +4,9 @@
 #include "healthgym/compat.hpp"
 #include "healthgym/error.hpp"
 #include "healthgym/sample.hpp"
+#include "healthgym/samplers.hpp"
 
 namespace healthgym {
-
-torch::Tensor ddpm_sample(UNet& net, const NoiseSchedule& schedule,
-                          const std::vector<int64_t>& shape,
-                          const std::function<void(int64_t, int64_t)>& on_step) {
-  torch::NoGradGuard no_grad;
-  const auto device = schedule->betas.device();
-  const int64_t t_max = schedule->n_steps();
-  // Coefficients on the host: reading them per step would sync a GPU.
-  auto betas = schedule->betas.to(torch::kCPU, torch::kDouble);
-  auto alphas = schedule->alphas.to(torch::kCPU, torch::kDouble);
-  auto abar = schedule->alpha_bar.to(torch::kCPU, torch::kDouble);
-  const double* bp = betas.data_ptr<double>();
-  const double* ap = alphas.data_ptr<double>();
-  const double* abp = abar.data_ptr<double>();
-  auto x = torch::randn(shape, torch::TensorOptions().device(device));
-  for (int64_t t = t_max - 1; t >= 0; --t) {
-    auto tt = torch::full({shape[0]}, t, torch::TensorOptions().dtype(torch::kLong).device(device));
-    auto eps = net->forward(x, tt).to(torch::kFloat);
-    auto mean = (x - (bp[t] / std::sqrt(1.0 - abp[t])) * eps) / std::sqrt(ap[t]);
-    x = t > 0 ? mean + std::sqrt(bp[t]) * torch::randn_like(x) : mean;
-    if (on_step) on_step(t_max - t, t_max);
-  }
-  return x;
-}
 
 void SampleConfig::validate() const {
   auto need = [](bool ok, const std::string& msg) {
@@ -58,7 +35,17 @@ Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleRes
     throw UsageError("--precision fp16 needs a CUDA device with this LibTorch; use bf16 or fp32");
   const int64_t max_attempts =
       cfg.max_attempts > 0 ? cfg.max_attempts : std::max<int64_t>(20 * cfg.n, cfg.batch);
-  model.net->eval();
+  SamplerOptions sopt;
+  sopt.kind = cfg.sampler;
+  sopt.steps = cfg.sample_steps;
+  sopt.eta = cfg.eta;
+  sopt.clip_x0 = cfg.clip_x0.value_or(false);
+  sopt.validate(model.schedule->n_steps());
+  const bool ema = cfg.use_ema.value_or(false);
+  if (ema && !model.ema)
+    throw UsageError("this checkpoint has no EMA weights (trained with --ema-decay 0)");
+  UNet net = ema ? model.ema : model.net;
+  net->eval();
   torch::manual_seed(cfg.seed);
   const int64_t c = model.encoder.channels(), len = model.encoder.working_length();
 
@@ -82,7 +69,7 @@ Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleRes
     torch::Tensor x;
     {
       compat::AutocastScope amp(device.type(), autocast, amp_dtype);
-      x = ddpm_sample(model.net, model.schedule, {b, c, len}, [&](int64_t k, int64_t steps) {
+      x = reverse_diffusion(net, model.schedule, {b, c, len}, sopt, [&](int64_t k, int64_t steps) {
         pr.step = k;
         pr.steps = steps;
         if (on_progress) on_progress(pr);
@@ -126,10 +113,11 @@ SampleResult sample_to_csv(const SampleConfig& cfg,
     throw UsageError("--device " + cfg.device + " asked for, but no CUDA device is available");
   CheckpointContents ckpt = load_checkpoint(cfg.model_path, device);
   SampleConfig resolved = cfg;
-  if (!resolved.hold_static.has_value()) {
-    const std::string preset = ckpt.meta.at("train_config").value("preset", std::string("default"));
-    resolved.hold_static = preset != "seed";
-  }
+  const bool seed_preset =
+      ckpt.meta.at("train_config").value("preset", std::string("default")) == "seed";
+  if (!resolved.hold_static.has_value()) resolved.hold_static = !seed_preset;
+  if (!resolved.clip_x0.has_value()) resolved.clip_x0 = !seed_preset;
+  if (!resolved.use_ema.has_value()) resolved.use_ema = !seed_preset && ckpt.model.ema;
   SampleResult result;
   Cohort cohort = generate_cohort(ckpt.model, resolved, &result, on_progress);
   write_text_atomically(cfg.out_path, format_cohort_csv(cohort, ckpt.model.encoder.schema()));

@@ -53,6 +53,8 @@ void TrainConfig::validate() const {
   need(adam_beta1 >= 0.0 && adam_beta1 < 1.0 && adam_beta2 >= 0.0 && adam_beta2 < 1.0,
        "Adam betas must be in [0, 1)");
   need(std::isfinite(clip), "--clip must be finite (0 disables clipping)");
+  need(ema_decay == 0.0 || (ema_decay > 0.0 && ema_decay < 1.0),
+       "--ema-decay must be 0 (off) or in (0, 1)");
   need(device == "cpu" || device == "cuda" || device.rfind("cuda:", 0) == 0,
        "--device must be cpu or cuda[:N], is '" + device + "'");
   need(checkpoint_every >= 1, "--checkpoint-every must be >= 1");
@@ -78,6 +80,7 @@ json TrainConfig::to_json() const {
           {"adam_beta1", adam_beta1},
           {"adam_beta2", adam_beta2},
           {"clip", clip},
+          {"ema_decay", ema_decay},
           {"precision", to_string(precision)},
           {"scaler",
            {{"enabled", scaler.enabled},
@@ -111,6 +114,7 @@ TrainConfig TrainConfig::from_json(const json& j) {
   c.adam_beta1 = j.at("adam_beta1").get<double>();
   c.adam_beta2 = j.at("adam_beta2").get<double>();
   c.clip = j.at("clip").get<double>();
+  c.ema_decay = j.value("ema_decay", 0.0);
   c.precision = precision_from_string(j.at("precision").get<std::string>());
   const auto& s = j.at("scaler");
   c.scaler.enabled = s.at("enabled").get<bool>();
@@ -140,6 +144,7 @@ TrainConfig seed_preset() {
   c.working_length = 0;
   c.length_ratio = 100.0 / 60.0;  // the original pads 60 steps to 100
   c.precision = Precision::kFp32;
+  c.ema_decay = 0.0;
   return c;
 }
 
@@ -150,6 +155,7 @@ TrainConfig default_preset() {
   c.preset = "default";
   c.epochs = 100;
   c.length_ratio = 1.0;
+  c.ema_decay = 0.999;
   return c;
 }
 

@@ -1,6 +1,7 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <memory>
 #include <sstream>
 
 #include "healthgym/atomic_file.hpp"
@@ -8,6 +9,7 @@
 #include "healthgym/compat.hpp"
 #include "healthgym/dataset.hpp"
 #include "healthgym/error.hpp"
+#include "healthgym/samplers.hpp"
 #include "healthgym/train.hpp"
 
 namespace healthgym {
@@ -107,6 +109,18 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
   GradScalerConfig scfg = cfg.scaler;
   scfg.enabled = cfg.precision == Precision::kFp16;
   GradScaler scaler(scfg);
+  std::unique_ptr<Ema> ema;
+  if (cfg.ema_decay > 0) {
+    ema = std::make_unique<Ema>(model.net, cfg.ema_decay);
+    if (resuming) {
+      if (!model.ema) throw InputError(given.resume_path + ": EMA weights are missing");
+      torch::NoGradGuard ng;
+      auto src = model.ema->named_parameters();
+      for (auto& kv : ema->averaged()->named_parameters()) kv.value().copy_(src[kv.key()]);
+      ema->set_updates(resumed.meta.value("ema_updates", int64_t{0}));
+    }
+    model.ema = ema->averaged();
+  }
   int64_t start_epoch = 0;
   if (resuming) {
     restore_optimizer(resumed, optimizer);
@@ -163,7 +177,10 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
       scaler.scale(loss.total).backward();
       scaler.unscale(optimizer);
       if (cfg.clip > 0) torch::nn::utils::clip_grad_norm_(model.net->parameters(), cfg.clip);
-      if (!scaler.step(optimizer)) ++skipped;
+      if (!scaler.step(optimizer))
+        ++skipped;
+      else if (ema)
+        ema->update(model.net);
       scaler.update();
 
       sum_loss += loss.total.item<double>();
@@ -200,6 +217,7 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
       meta["train_config"] = cfg.to_json();
       meta["epoch"] = epoch + 1;
       meta["scaler"] = scaler.state();
+      if (ema) meta["ema_updates"] = ema->updates();
       meta["log"] = log_text;
       save_checkpoint(cfg.out_path, model, meta, &optimizer, cpu_rng_state());
       pr.checkpoint_saved = true;

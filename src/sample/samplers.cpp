@@ -1,0 +1,134 @@
+#include "healthgym/samplers.hpp"
+
+#include <cmath>
+
+#include "healthgym/error.hpp"
+
+namespace healthgym {
+
+std::string to_string(SamplerKind k) { return k == SamplerKind::kDdim ? "ddim" : "ddpm"; }
+
+SamplerKind sampler_kind_from_string(const std::string& s) {
+  if (s == "ddpm") return SamplerKind::kDdpm;
+  if (s == "ddim") return SamplerKind::kDdim;
+  throw UsageError("unknown sampler '" + s + "' (expected ddpm or ddim)");
+}
+
+void SamplerOptions::validate(int64_t n_steps) const {
+  if (steps < 0 || steps > n_steps)
+    throw UsageError("--sample-steps must be in 0.." + std::to_string(n_steps) +
+                     " (the model's T; 0 = all), is " + std::to_string(steps));
+  if (kind == SamplerKind::kDdpm && steps != 0 && steps != n_steps)
+    throw UsageError("the DDPM sampler takes all " + std::to_string(n_steps) +
+                     " steps; use --sampler ddim for fewer");
+  if (!(eta >= 0.0 && eta <= 1.0)) throw UsageError("--eta must be in [0, 1]");
+}
+
+std::vector<int64_t> ddim_timesteps(int64_t n_steps, int64_t k) {
+  if (k <= 0 || k > n_steps) k = n_steps;
+  std::vector<int64_t> ts;
+  ts.reserve(static_cast<size_t>(k));
+  for (int64_t i = k - 1; i >= 0; --i) {
+    // Evenly spread, rounded, and distinct because k <= n_steps.
+    const double pos = k == 1 ? 0.0 : static_cast<double>(i) * (n_steps - 1) / (k - 1);
+    ts.push_back(static_cast<int64_t>(std::llround(pos)));
+  }
+  return ts;
+}
+
+torch::Tensor reverse_diffusion(UNet& net, const NoiseSchedule& schedule,
+                                const std::vector<int64_t>& shape, const SamplerOptions& options,
+                                const std::function<void(int64_t, int64_t)>& on_step) {
+  auto x = torch::randn(shape, torch::TensorOptions().device(schedule->betas.device()));
+  return reverse_diffusion_from(net, schedule, x, options, on_step);
+}
+
+torch::Tensor reverse_diffusion_from(UNet& net, const NoiseSchedule& schedule, torch::Tensor x,
+                                     const SamplerOptions& options,
+                                     const std::function<void(int64_t, int64_t)>& on_step) {
+  torch::NoGradGuard no_grad;
+  const int64_t t_max = schedule->n_steps();
+  options.validate(t_max);
+  const auto device = x.device();
+  // Coefficients on the host: reading them per step would sync a GPU.
+  auto betas = schedule->betas.to(torch::kCPU, torch::kDouble);
+  auto alphas = schedule->alphas.to(torch::kCPU, torch::kDouble);
+  auto abar = schedule->alpha_bar.to(torch::kCPU, torch::kDouble);
+  const double* bp = betas.data_ptr<double>();
+  const double* ap = alphas.data_ptr<double>();
+  const double* abp = abar.data_ptr<double>();
+  const int64_t b = x.size(0);
+  auto eps_at = [&](const torch::Tensor& xt, int64_t t) {
+    auto tt = torch::full({b}, t, torch::TensorOptions().dtype(torch::kLong).device(device));
+    return net->forward(xt, tt).to(torch::kFloat);
+  };
+
+  if (options.kind == SamplerKind::kDdpm) {
+    for (int64_t t = t_max - 1; t >= 0; --t) {
+      auto eps = eps_at(x, t);
+      torch::Tensor mean;
+      if (!options.clip_x0) {
+        mean = (x - (bp[t] / std::sqrt(1.0 - abp[t])) * eps) / std::sqrt(ap[t]);
+      } else {
+        auto x0 = ((x - std::sqrt(1.0 - abp[t]) * eps) / std::sqrt(abp[t])).clamp(-1.0, 1.0);
+        const double abar_prev = t > 0 ? abp[t - 1] : 1.0;
+        const double c0 = std::sqrt(abar_prev) * bp[t] / (1.0 - abp[t]);
+        const double ct = std::sqrt(ap[t]) * (1.0 - abar_prev) / (1.0 - abp[t]);
+        mean = c0 * x0 + ct * x;
+      }
+      x = (t > 0 && options.add_noise) ? mean + std::sqrt(bp[t]) * torch::randn_like(x) : mean;
+      if (on_step) on_step(t_max - t, t_max);
+    }
+    return x;
+  }
+
+  const auto ts = ddim_timesteps(t_max, options.steps);
+  const auto k = static_cast<int64_t>(ts.size());
+  for (int64_t i = 0; i < k; ++i) {
+    const int64_t t = ts[i];
+    const double abar_t = abp[t];
+    const double abar_prev = i + 1 < k ? abp[ts[i + 1]] : 1.0;
+    auto eps = eps_at(x, t);
+    auto x0 = (x - std::sqrt(1.0 - abar_t) * eps) / std::sqrt(abar_t);
+    if (options.clip_x0) {
+      x0 = x0.clamp(-1.0, 1.0);
+      // The noise consistent with the clamped x0 keeps the step on the data's side.
+      eps = (x - std::sqrt(abar_t) * x0) / std::sqrt(1.0 - abar_t);
+    }
+    const double sigma = options.eta * std::sqrt((1.0 - abar_prev) / (1.0 - abar_t)) *
+                         std::sqrt(std::max(0.0, 1.0 - abar_t / abar_prev));
+    const double dir = std::sqrt(std::max(0.0, 1.0 - abar_prev - sigma * sigma));
+    x = std::sqrt(abar_prev) * x0 + dir * eps;
+    if (sigma > 0 && options.add_noise) x = x + sigma * torch::randn_like(x);
+    if (on_step) on_step(i + 1, k);
+  }
+  return x;
+}
+
+Ema::Ema(UNet& net, double decay) : decay_(decay) {
+  if (!(decay > 0.0 && decay < 1.0)) throw UsageError("--ema-decay must be in (0, 1)");
+  shadow_ = UNet(net->config());
+  shadow_->to(net->parameters().front().device());
+  torch::NoGradGuard ng;
+  auto src = net->named_parameters();
+  for (auto& kv : shadow_->named_parameters()) kv.value().copy_(src[kv.key()]);
+  auto srcb = net->named_buffers();
+  for (auto& kv : shadow_->named_buffers()) kv.value().copy_(srcb[kv.key()]);
+  shadow_->eval();
+  for (auto& p : shadow_->parameters()) p.set_requires_grad(false);
+}
+
+double Ema::current_decay() const {
+  return std::min(decay_,
+                  (1.0 + static_cast<double>(updates_)) / (10.0 + static_cast<double>(updates_)));
+}
+
+void Ema::update(UNet& net) {
+  torch::NoGradGuard ng;
+  const double d = current_decay();
+  auto src = net->named_parameters();
+  for (auto& kv : shadow_->named_parameters()) kv.value().mul_(d).add_(src[kv.key()], 1.0 - d);
+  ++updates_;
+}
+
+}  // namespace healthgym

@@ -1,0 +1,153 @@
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "healthgym/error.hpp"
+#include "healthgym/sample.hpp"
+#include "healthgym/samplers.hpp"
+#include "healthgym/train.hpp"
+#include "test_util.hpp"
+
+using namespace healthgym;
+using healthgym::testing::TempDir;
+using ::testing::HasSubstr;
+
+namespace {
+
+struct TinyNet {
+  DiffusionConfig dc;
+  UNet net{nullptr};
+  NoiseSchedule schedule{nullptr};
+  explicit TinyNet(int64_t t = 50) {
+    torch::manual_seed(11);
+    dc.n_steps = t;
+    UNetConfig uc;
+    uc.features = 4;
+    uc.hidden = 16;
+    uc.n_steps = t;
+    net = UNet(uc);
+    net->eval();
+    schedule = NoiseSchedule(dc);
+  }
+};
+
+}  // namespace
+
+TEST(Samplers, DdimTimesteps) {
+  auto ts = ddim_timesteps(500, 10);
+  ASSERT_EQ(ts.size(), 10u);
+  EXPECT_EQ(ts.front(), 499);
+  EXPECT_EQ(ts.back(), 0);
+  for (size_t i = 1; i < ts.size(); ++i) EXPECT_LT(ts[i], ts[i - 1]);
+  auto all = ddim_timesteps(50, 50);
+  for (int64_t i = 0; i < 50; ++i) EXPECT_EQ(all[i], 49 - i);
+  EXPECT_EQ(ddim_timesteps(50, 0).size(), 50u);
+  EXPECT_EQ(ddim_timesteps(50, 1), std::vector<int64_t>{0});
+}
+
+TEST(Samplers, DdimWithKEqualsTReproducesDdpmMeanPath) {
+  TinyNet s;
+  auto x_t = torch::randn({3, 4, 16});
+  SamplerOptions ddpm;
+  ddpm.add_noise = false;
+  SamplerOptions ddim;
+  ddim.kind = SamplerKind::kDdim;
+  ddim.steps = 50;
+  ddim.eta = 1.0;  // sigma_t^2 is then the DDPM posterior variance
+  ddim.add_noise = false;
+  auto a = reverse_diffusion_from(s.net, s.schedule, x_t.clone(), ddpm);
+  auto b = reverse_diffusion_from(s.net, s.schedule, x_t.clone(), ddim);
+  EXPECT_TRUE(torch::allclose(a, b, 1e-3, 1e-4)) << (a - b).abs().max().item<float>();
+}
+
+TEST(Samplers, ClampedX0StaysInTheDataRange) {
+  TinyNet s;
+  for (auto kind : {SamplerKind::kDdpm, SamplerKind::kDdim}) {
+    SamplerOptions o;
+    o.kind = kind;
+    o.steps = kind == SamplerKind::kDdim ? 10 : 0;
+    o.clip_x0 = true;
+    auto x = reverse_diffusion(s.net, s.schedule, {4, 4, 16}, o);
+    EXPECT_LE(x.abs().max().item<float>(), 1.0f + 1e-5f) << to_string(kind);
+  }
+}
+
+TEST(Samplers, StepCountsAndValidation) {
+  TinyNet s;
+  SamplerOptions o;
+  o.kind = SamplerKind::kDdim;
+  o.steps = 7;
+  int64_t calls = 0, total = 0;
+  reverse_diffusion(s.net, s.schedule, {2, 4, 16}, o, [&](int64_t, int64_t k) {
+    ++calls;
+    total = k;
+  });
+  EXPECT_EQ(calls, 7);
+  EXPECT_EQ(total, 7);
+  o.steps = 51;
+  EXPECT_THROW(reverse_diffusion(s.net, s.schedule, {2, 4, 16}, o), UsageError);
+  SamplerOptions ddpm;
+  ddpm.steps = 10;
+  EXPECT_THROW(ddpm.validate(50), UsageError);
+  EXPECT_THROW(sampler_kind_from_string("euler"), UsageError);
+}
+
+TEST(Ema, UpdateArithmetic) {
+  TinyNet s;
+  Ema ema(s.net, 0.9);
+  auto p0 = s.net->parameters().front().detach().clone();
+  EXPECT_TRUE(torch::equal(ema.averaged()->parameters().front(), p0));
+  {
+    torch::NoGradGuard ng;
+    for (auto& p : s.net->parameters()) p.add_(1.0);
+  }
+  // First update: decay min(0.9, 1/10) = 0.1.
+  EXPECT_DOUBLE_EQ(ema.current_decay(), 0.1);
+  ema.update(s.net);
+  EXPECT_TRUE(torch::allclose(ema.averaged()->parameters().front(), p0 + 0.9, 1e-6, 1e-6));
+  // Second: min(0.9, 2/11).
+  EXPECT_DOUBLE_EQ(ema.current_decay(), 2.0 / 11.0);
+  {
+    torch::NoGradGuard ng;
+    for (auto& p : s.net->parameters()) p.add_(1.0);
+  }
+  ema.update(s.net);
+  const double d = 2.0 / 11.0;
+  EXPECT_TRUE(torch::allclose(ema.averaged()->parameters().front(),
+                              d * (p0 + 0.9) + (1 - d) * (p0 + 2.0), 1e-5, 1e-5));
+  EXPECT_EQ(ema.updates(), 2);
+  // Long run: the decay settles at the configured value.
+  ema.set_updates(10000);
+  EXPECT_DOUBLE_EQ(ema.current_decay(), 0.9);
+  EXPECT_THROW(Ema(s.net, 1.0), UsageError);
+}
+
+TEST(Samplers, DefaultPresetSamplesWithoutRejections) {
+  TempDir dir;
+  TrainConfig c = default_preset();
+  c.data_path = healthgym::testing::head_patients(
+      dir, healthgym::testing::source_path("data/pbcseq.csv"), 40, "pbc.csv");
+  c.id_column = "id";
+  c.time_column = "day";
+  c.out_path = dir.file("m.hg");
+  c.hidden = 16;
+  c.diffusion.n_steps = 20;
+  c.epochs = 1;
+  train(c);
+  SampleConfig s;
+  s.model_path = c.out_path;
+  s.out_path = dir.file("syn.csv");
+  s.n = 16;
+  s.max_attempts = 16;  // no room for a single rejection
+  auto r = sample_to_csv(s);
+  EXPECT_EQ(r.accepted, 16);
+  EXPECT_DOUBLE_EQ(r.acceptance_rate, 1.0);
+  // DDIM with few steps through the whole path.
+  s.sampler = SamplerKind::kDdim;
+  s.sample_steps = 5;
+  s.out_path = dir.file("ddim.csv");
+  EXPECT_EQ(sample_to_csv(s).accepted, 16);
+  // A checkpoint trained with EMA carries the averaged weights.
+  auto ck = load_checkpoint(c.out_path);
+  EXPECT_TRUE(static_cast<bool>(ck.model.ema));
+  EXPECT_GT(ck.meta.value("ema_updates", 0), 0);
+}
