@@ -8,9 +8,6 @@ scripts/build.sh -DHEALTHGYM_BUILD_TESTS=OFF
 mkdir -p out
 ./build/healthgym train --data data/physionet2012_set_a.csv --id stay_id --time hour \
   --out out/physionet.hg --epochs "${EPOCHS:-10}" --hidden "${HIDDEN:-128}"
-# A model trained for minutes is far from the original's 3000 epochs: the original's
-# guardrail would reject nearly every sample, so the demo keeps them all (clamped).
-./build/healthgym sample --model out/physionet.hg --n "${N:-100}" --out out/physionet_synthetic.csv \
-  --no-guardrail
+./build/healthgym sample --model out/physionet.hg --n "${N:-100}" --out out/physionet_synthetic.csv
 ./build/healthgym info out/physionet.hg | head -12
 echo "synthetic cohort: out/physionet_synthetic.csv ($(($(wc -l < out/physionet_synthetic.csv) - 1)) rows)"
