@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install_deps.sh
-scripts/build.sh -DHEALTHGYM_BUILD_TESTS=OFF
+scripts/build.sh --target healthgym
 mkdir -p out
 ./build/healthgym train --data data/physionet2012_set_a.csv --id stay_id --time hour \
   --out out/physionet.hg --epochs "${EPOCHS:-10}" --hidden "${HIDDEN:-128}"

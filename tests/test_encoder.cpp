@@ -4,6 +4,7 @@
 
 #include "healthgym/dataset.hpp"
 #include "healthgym/encoder.hpp"
+#include "healthgym/error.hpp"
 #include "test_util.hpp"
 
 using namespace healthgym;
@@ -115,4 +116,45 @@ TEST(Encoder, AutoWorkingLength) {
   EXPECT_EQ(auto_working_length(16, 3), 16);
   EXPECT_EQ(auto_working_length(1, 3), 8);
   EXPECT_EQ(auto_working_length(100, 0), 100);
+}
+
+TEST(Encoder, IrregularVisitTimesRoundTripAsGaps) {
+  TempDir dir;
+  auto d = pbc_subset(dir, 60);
+  Encoder grid = Encoder::fit(d.schema, d.cohort, 16, 1e-3, TimeMode::kGrid);
+  EXPECT_EQ(grid.time_channel(), -1);
+  Encoder e = Encoder::fit(d.schema, d.cohort, 16, 1e-3, TimeMode::kAuto);
+  ASSERT_EQ(e.time_channel(), e.schema().n_channels);
+  EXPECT_EQ(e.channels(), e.schema().n_channels + 1);
+  auto enc = e.encode(d.cohort);
+  EXPECT_EQ(enc.x.size(1), e.channels());
+  EXPECT_LE(enc.x.abs().max().item<float>(), 1.0f + 1e-6f);
+  Cohort back = e.decode(enc.x, enc.lengths, {});
+  ASSERT_EQ(back.n_rows(), d.cohort.n_rows());
+  for (int64_t r = 0; r < back.n_rows(); ++r) EXPECT_EQ(back.times[r], d.cohort.times[r]) << r;
+  // Generated gaps are never below the smallest real one, so times increase.
+  auto noisy = enc.x.clone();
+  noisy.select(1, e.time_channel()).fill_(-1.0);  // the smallest gap everywhere
+  Cohort tight = e.decode(noisy, enc.lengths, {});
+  for (int64_t p = 0; p < tight.n_patients(); ++p)
+    for (int64_t k = 1; k < tight.length[p]; ++k)
+      EXPECT_GT(tight.times[tight.start[p] + k], tight.times[tight.start[p] + k - 1]);
+  // First visits stay within the real ones' range (pbcseq: always day 0).
+  auto late = enc.x.clone();
+  late.select(1, e.time_channel()).fill_(1.0);
+  Cohort shifted = e.decode(late, enc.lengths, {});
+  for (int64_t p = 0; p < shifted.n_patients(); ++p)
+    EXPECT_EQ(shifted.times[shifted.start[p]], 0.0);
+  Encoder back_e = Encoder::from_json(e.to_json());
+  EXPECT_EQ(back_e.to_json(), e.to_json());
+}
+
+TEST(Encoder, RegularGridNeedsNoTimeChannel) {
+  TempDir dir;
+  const auto path = healthgym::testing::head_patients(
+      dir, healthgym::testing::source_path("data/physionet2012_set_a.csv"), 40, "icu.csv");
+  auto d = load_data(path, "stay_id", "hour", "");
+  Encoder e = Encoder::fit(d.schema, d.cohort, 48, 1e-3, TimeMode::kAuto);
+  EXPECT_EQ(e.time_channel(), -1);
+  EXPECT_THROW(time_mode_from_string("weekly"), UsageError);
 }

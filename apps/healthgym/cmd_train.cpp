@@ -118,6 +118,10 @@ Action register_train(CLI::App& app) {
          "U-Net length in steps (0 = data's longest sequence x preset ratio, rounded up to a "
          "multiple of 2^levels)",
          d.working_length, [](TrainConfig& c, int64_t v) { c.working_length = v; });
+  ov.add(sub, "--time-mode",
+         "auto: generate visit times as gaps when they differ between patients, else use the "
+         "grid; grid: each step's training time (the original); gaps: always generate",
+         d.time_mode, [](TrainConfig& c, const std::string& v) { c.time_mode = v; });
   ov.add(sub, "--shift", "Box-Cox shift eps (x + eps is transformed)", d.shift,
          [](TrainConfig& c, double v) { c.shift = v; });
   sub->add_option("--precision", o->precision,

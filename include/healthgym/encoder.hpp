@@ -21,6 +21,15 @@ struct EncodedCohort {
 
 enum class CategoricalDecode { kArgmax, kSample };
 
+// How the time column is handled. kGrid writes each step's time from the
+// training grid (the original: time is an index). kGaps generates it: one more
+// real channel holds the gap since the previous visit (the first visit's time at
+// step 0), Box-Cox'd like any real, and decoding sums the gaps. kAuto picks kGaps
+// when patients' visit times differ at some step (irregular visits), else kGrid.
+enum class TimeMode { kAuto, kGrid, kGaps };
+std::string to_string(TimeMode m);
+TimeMode time_mode_from_string(const std::string& s);  // throws UsageError
+
 struct DecodeOptions {
   CategoricalDecode categorical = CategoricalDecode::kArgmax;
   double temperature = 0.1;  // softmax temperature over a span's [-1,1] values (kSample)
@@ -40,7 +49,7 @@ class Encoder {
   // Fits the real transforms, the time grid and the length distribution.
   // working_length is the U-Net's length; longer sequences are cropped.
   static Encoder fit(const Schema& schema, const Cohort& cohort, int64_t working_length,
-                     double shift);
+                     double shift, TimeMode time_mode = TimeMode::kGrid);
 
   EncodedCohort encode(const Cohort& cohort) const;
   // x: [N, C, L] (any float dtype, any device), lengths: [N].
@@ -57,7 +66,9 @@ class Encoder {
 
   const Schema& schema() const { return schema_; }
   int64_t working_length() const { return working_length_; }
-  int64_t channels() const { return schema_.n_channels; }
+  int64_t channels() const { return schema_.n_channels + (time_channel_ >= 0 ? 1 : 0); }
+  // The gap channel's index, or -1 when times come from the grid.
+  int64_t time_channel() const { return time_channel_; }
   const std::vector<RealTransform>& real_transforms() const { return real_; }
   const std::vector<double>& time_grid() const { return time_grid_; }
 
@@ -70,6 +81,10 @@ class Encoder {
   int64_t working_length_ = 0;
   std::vector<double> time_grid_;       // time value written for each step
   std::vector<int64_t> length_counts_;  // length_counts_[l-1]: patients with l steps
+  int64_t time_channel_ = -1;
+  RealTransform time_transform_;  // of the gaps, when time_channel_ >= 0
+  double min_gap_ = 0;            // smallest gap after the first visit: keeps times increasing
+  double max_first_time_ = 0;
 };
 
 // Smallest multiple of 2^levels that holds max_length, so every down-sampling

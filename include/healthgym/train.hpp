@@ -36,6 +36,7 @@ struct TrainConfig {
   // up to a multiple of 2^levels.
   int64_t working_length = 0;
   double length_ratio = 1.0;
+  std::string time_mode = "auto";  // auto | grid | gaps (see TimeMode)
   // Optimisation
   int64_t epochs = 100;
   int64_t batch = 128;

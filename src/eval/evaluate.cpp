@@ -104,7 +104,7 @@ json evaluate(const EvaluateConfig& cfg, const EvaluateCallback& progress) {
   // real data, long enough for every cohort.
   int64_t len = std::max(real.cohort.max_length(), synthetic.max_length());
   if (holdout) len = std::max(len, holdout->max_length());
-  Encoder encoder = Encoder::fit(schema, real.cohort, len, 1e-3);
+  Encoder encoder = Encoder::fit(schema, real.cohort, len, 1e-3, TimeMode::kAuto);
 
   eval::UtilityOptions uo;
   uo.seed = cfg.seed;

@@ -1,5 +1,6 @@
 #include <cmath>
 
+#include "healthgym/encoder.hpp"
 #include "healthgym/error.hpp"
 #include "healthgym/train.hpp"
 
@@ -47,6 +48,7 @@ void TrainConfig::validate() const {
   diffusion.validate();
   need(working_length >= 0, "--working-length must be >= 0 (0 = automatic)");
   need(length_ratio >= 1.0, "length ratio must be >= 1");
+  time_mode_from_string(time_mode);
   need(epochs >= 1, "--epochs must be >= 1, is " + std::to_string(epochs));
   need(batch >= 1, "--batch must be >= 1, is " + std::to_string(batch));
   need(lr > 0.0 && std::isfinite(lr), "--lr must be > 0");
@@ -74,6 +76,7 @@ json TrainConfig::to_json() const {
           {"diffusion", diffusion.to_json()},
           {"working_length", working_length},
           {"length_ratio", length_ratio},
+          {"time_mode", time_mode},
           {"epochs", epochs},
           {"batch", batch},
           {"lr", lr},
@@ -108,6 +111,7 @@ TrainConfig TrainConfig::from_json(const json& j) {
   c.diffusion = DiffusionConfig::from_json(j.at("diffusion"));
   c.working_length = j.at("working_length").get<int64_t>();
   c.length_ratio = j.at("length_ratio").get<double>();
+  c.time_mode = j.value("time_mode", std::string("grid"));
   c.epochs = j.at("epochs").get<int64_t>();
   c.batch = j.at("batch").get<int64_t>();
   c.lr = j.at("lr").get<double>();
@@ -145,6 +149,7 @@ TrainConfig seed_preset() {
   c.length_ratio = 100.0 / 60.0;  // the original pads 60 steps to 100
   c.precision = Precision::kFp32;
   c.ema_decay = 0.0;
+  c.time_mode = "grid";  // the original treats time as a step index
   return c;
 }
 
@@ -156,6 +161,7 @@ TrainConfig default_preset() {
   c.epochs = 100;
   c.length_ratio = 1.0;
   c.ema_decay = 0.999;
+  c.time_mode = "auto";
   return c;
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "healthgym/error.hpp"
 
@@ -9,12 +10,42 @@ namespace healthgym {
 
 using nlohmann::json;
 
+std::string to_string(TimeMode m) {
+  switch (m) {
+    case TimeMode::kAuto:
+      return "auto";
+    case TimeMode::kGrid:
+      return "grid";
+    case TimeMode::kGaps:
+      return "gaps";
+  }
+  return "?";
+}
+
+TimeMode time_mode_from_string(const std::string& s) {
+  if (s == "auto") return TimeMode::kAuto;
+  if (s == "grid") return TimeMode::kGrid;
+  if (s == "gaps") return TimeMode::kGaps;
+  throw UsageError("unknown time mode '" + s + "' (expected auto, grid or gaps)");
+}
+
+namespace {
+
+// Gap of row k of patient p: time since the previous visit, or the first time.
+double gap_at(const Cohort& co, int64_t p, int64_t k) {
+  const int64_t r = co.start[p] + k;
+  return k == 0 ? co.times[r] : co.times[r] - co.times[r - 1];
+}
+
+}  // namespace
+
 int64_t auto_working_length(int64_t max_length, int64_t levels) {
   const int64_t m = int64_t{1} << levels;
   return std::max<int64_t>(m, (max_length + m - 1) / m * m);
 }
 
-Encoder Encoder::fit(const Schema& schema, const Cohort& co, int64_t working_length, double shift) {
+Encoder Encoder::fit(const Schema& schema, const Cohort& co, int64_t working_length, double shift,
+                     TimeMode time_mode) {
   if (co.n_patients() == 0) throw InputError("the cohort has no patients");
   if (working_length < 1) throw UsageError("working length must be at least 1");
   Encoder e;
@@ -77,6 +108,32 @@ Encoder Encoder::fit(const Schema& schema, const Cohort& co, int64_t working_len
       e.time_grid_[k] =
           e.time_grid_[k - 1] + (k >= 2 ? e.time_grid_[k - 1] - e.time_grid_[k - 2] : 1.0);
   }
+  // Irregular visits: some step's time differs between patients.
+  bool irregular = false;
+  for (int64_t p = 1; p < co.n_patients() && !irregular; ++p)
+    for (int64_t k = 0; k < std::min({co.length[p], co.length[0], working_length}); ++k)
+      if (co.times[co.start[p] + k] != co.times[co.start[0] + k]) {
+        irregular = true;
+        break;
+      }
+  if (time_mode == TimeMode::kGaps || (time_mode == TimeMode::kAuto && irregular)) {
+    std::vector<double> gaps;
+    double min_gap = std::numeric_limits<double>::infinity();
+    for (int64_t p = 0; p < co.n_patients(); ++p)
+      for (int64_t k = 0; k < std::min(co.length[p], working_length); ++k) {
+        const double g = gap_at(co, p, k);
+        if (g < 0)
+          throw InputError("time of patient '" + co.patient_ids[p] +
+                           "' starts below 0; --time-mode gaps needs non-negative times");
+        gaps.push_back(g);
+        if (k > 0) min_gap = std::min(min_gap, g);
+        if (k == 0) e.max_first_time_ = std::max(e.max_first_time_, g);
+      }
+    e.time_channel_ = e.schema_.n_channels;
+    e.time_transform_ = RealTransform::fit(gaps, PowerKind::kBoxCox, shift);
+    e.min_gap_ = std::isfinite(min_gap) ? min_gap : 1.0;
+  }
+
   e.length_counts_.assign(static_cast<size_t>(working_length), 0);
   for (int64_t p = 0; p < co.n_patients(); ++p)
     ++e.length_counts_[std::min(co.length[p], working_length) - 1];
@@ -84,7 +141,7 @@ Encoder Encoder::fit(const Schema& schema, const Cohort& co, int64_t working_len
 }
 
 EncodedCohort Encoder::encode(const Cohort& co) const {
-  const int64_t n = co.n_patients(), c = schema_.n_channels, len = working_length_;
+  const int64_t n = co.n_patients(), c = channels(), len = working_length_;
   if (co.n_vars != static_cast<int64_t>(schema_.variables.size()))
     throw InputError("cohort has " + std::to_string(co.n_vars) + " variables, the model " +
                      std::to_string(schema_.variables.size()));
@@ -101,6 +158,11 @@ EncodedCohort Encoder::encode(const Cohort& co) const {
     float* mb = mp + p * c * len;
     for (int64_t k = 0; k < l; ++k) {
       const int64_t r = co.start[p] + k;
+      if (time_channel_ >= 0) {
+        const double u = time_transform_.forward(gap_at(co, p, k));
+        xb[time_channel_ * len + k] = static_cast<float>(2.0 * u - 1.0);
+        mb[time_channel_ * len + k] = 1.f;
+      }
       for (size_t i = 0; i < schema_.variables.size(); ++i) {
         const Variable& v = schema_.variables[i];
         const double val = co.cell(r, static_cast<int64_t>(i));
@@ -141,6 +203,7 @@ torch::Tensor Encoder::within_range(const torch::Tensor& x_in, const torch::Tens
     if (v.observed_channel >= 0) out = out & (x.select(1, v.observed_channel) > 0);
     ok = ok & ~(out & valid).any(1);
   }
+  if (time_channel_ >= 0) ok = ok & ~((x.select(1, time_channel_).abs() > 1.0) & valid).any(1);
   return ok;
 }
 
@@ -156,11 +219,10 @@ Cohort Encoder::decode(const torch::Tensor& x_in, const torch::Tensor& lengths_i
   auto x = x_in.detach().to(torch::kCPU, torch::kFloat).contiguous();
   auto lengths = lengths_in.to(torch::kCPU, torch::kLong).contiguous();
   const int64_t n = x.size(0), c = x.size(1), len = x.size(2);
-  if (c != schema_.n_channels || len != working_length_)
+  if (c != channels() || len != working_length_)
     throw InputError("decode: tensor is [" + std::to_string(c) + " channels, " +
                      std::to_string(len) + " steps], the encoder expects [" +
-                     std::to_string(schema_.n_channels) + ", " + std::to_string(working_length_) +
-                     "]");
+                     std::to_string(channels()) + ", " + std::to_string(working_length_) + "]");
   const auto nv = static_cast<int64_t>(schema_.variables.size());
 
   // Category choice for every one-hot span, done as tensor ops up front.
@@ -198,7 +260,21 @@ Cohort Encoder::decode(const torch::Tensor& x_in, const torch::Tensor& lengths_i
     co.length.push_back(lp[p]);
     const float* xb = xp + p * c * len;
     for (int64_t k = 0; k < lp[p]; ++k) {
-      co.times.push_back(time_grid_[k]);
+      if (time_channel_ < 0) {
+        co.times.push_back(time_grid_[k]);
+      } else {
+        // Sum the gaps; later visits come at least the smallest real gap apart,
+        // and times are rounded as the input writes them, so they stay increasing.
+        const double u = (static_cast<double>(xb[time_channel_ * len + k]) + 1.0) / 2.0;
+        double g = std::max(0.0, time_transform_.inverse(u));
+        // The first visit falls within the training range of first visits (day
+        // 0 in a trial that counts from enrolment); later ones keep the min gap.
+        g = k == 0 ? std::min(g, max_first_time_) : std::max(g, min_gap_);
+        const double scale = std::pow(10.0, schema_.time_decimals);
+        double t = std::round(((k > 0 ? co.times.back() : 0.0) + g) * scale) / scale;
+        if (k > 0 && t <= co.times.back()) t = co.times.back() + 1.0 / scale;
+        co.times.push_back(t);
+      }
       for (int64_t i = 0; i < nv; ++i) {
         const Variable& v = schema_.variables[i];
         if (v.observed_channel >= 0 && !(xb[v.observed_channel * len + k] > 0.f)) {
@@ -266,7 +342,16 @@ json Encoder::to_json() const {
           {"working_length", working_length_},
           {"real_transforms", reals},
           {"time_grid", time_grid_},
-          {"length_counts", length_counts_}};
+          {"length_counts", length_counts_},
+          {"time_channel", time_channel_},
+          {"time_transform",
+           {{"kind", to_string(time_transform_.kind)},
+            {"lambda", time_transform_.lambda},
+            {"shift", time_transform_.shift},
+            {"min", time_transform_.min},
+            {"range", time_transform_.range}}},
+          {"min_gap", min_gap_},
+          {"max_first_time", max_first_time_}};
 }
 
 Encoder Encoder::from_json(const json& j) {
@@ -285,6 +370,19 @@ Encoder Encoder::from_json(const json& j) {
     }
     e.time_grid_ = j.at("time_grid").get<std::vector<double>>();
     e.length_counts_ = j.at("length_counts").get<std::vector<int64_t>>();
+    e.time_channel_ = j.value("time_channel", int64_t{-1});
+    if (e.time_channel_ >= 0) {
+      const auto& jt = j.at("time_transform");
+      e.time_transform_.kind = power_kind_from_string(jt.at("kind").get<std::string>());
+      e.time_transform_.lambda = jt.at("lambda").get<double>();
+      e.time_transform_.shift = jt.at("shift").get<double>();
+      e.time_transform_.min = jt.at("min").get<double>();
+      e.time_transform_.range = jt.at("range").get<double>();
+      e.min_gap_ = j.at("min_gap").get<double>();
+      e.max_first_time_ = j.value("max_first_time", 0.0);
+      if (e.time_channel_ != e.schema_.n_channels)
+        throw InputError("checkpoint: time channel index is inconsistent");
+    }
   } catch (const json::exception& ex) {
     throw InputError(std::string("checkpoint: malformed encoder: ") + ex.what());
   }
