@@ -1,6 +1,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "test_util.hpp"
 
 using healthgym::testing::run_command;
@@ -96,4 +98,22 @@ TEST(Cli, SchemaTrainSampleInfo) {
   r = run_command(kBin + " info " + dir.file("m.hg"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("trained         2 of 2 epochs"));
+}
+
+TEST(Cli, BenchPrintsOneJsonLine) {
+  auto r = run_command(kBin +
+                       " bench --hidden 16 --features 5 --seq-len 12 --target-len 16 --batch 4 "
+                       "--n-steps 20 --train-steps 2 --sample-batch 3 --sample-steps 4 "
+                       "--threads 1 2>/dev/null");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = nlohmann::json::parse(r.output.substr(0, r.output.find('\n')));
+  for (const char* key : {"train_seq_per_s", "sample_seq_per_s", "precision", "threads", "device",
+                          "peak_rss_mb", "params"})
+    EXPECT_TRUE(j.contains(key)) << key;
+  EXPECT_GT(j["train_seq_per_s"].get<double>(), 0);
+  EXPECT_GT(j["sample_seq_per_s"].get<double>(), 0);
+  EXPECT_EQ(j["threads"], 1);
+  r = run_command(kBin + " bench --seq-len 200 --target-len 100");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("--seq-len <= --target-len"));
 }

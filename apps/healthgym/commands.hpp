@@ -11,5 +11,6 @@ Action register_train(CLI::App& app);
 Action register_sample(CLI::App& app);
 Action register_info(CLI::App& app);
 Action register_evaluate(CLI::App& app);
+Action register_bench(CLI::App& app);
 
 }  // namespace healthgym::cli

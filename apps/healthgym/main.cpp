@@ -25,8 +25,8 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("healthgym ") + healthgym::kHealthgymVersion +
                                         " (LibTorch " + healthgym::compat::torch_version() + ")");
   std::map<CLI::App*, Action> actions;
-  for (auto reg :
-       {register_schema, register_train, register_sample, register_evaluate, register_info}) {
+  for (auto reg : {register_schema, register_train, register_sample, register_evaluate,
+                   register_info, register_bench}) {
     Action a = reg(app);
     actions[app.get_subcommands({}).back()] = a;
   }

@@ -24,7 +24,8 @@ struct SamplerOptions {
   // Clamp x0-hat to [-1, 1] at every step, so values never leave the data's
   // range and the guardrail has nothing to reject. Off in the original.
   bool clip_x0 = false;
-  bool add_noise = true;  // false follows the mean path (for tests)
+  bool add_noise = true;   // false follows the mean path (for tests)
+  int64_t stop_after = 0;  // > 0: stop after this many steps (benchmarks time part of a chain)
 
   void validate(int64_t n_steps) const;  // throws UsageError
 };

@@ -78,6 +78,7 @@ torch::Tensor reverse_diffusion_from(UNet& net, const NoiseSchedule& schedule, t
       }
       x = (t > 0 && options.add_noise) ? mean + std::sqrt(bp[t]) * torch::randn_like(x) : mean;
       if (on_step) on_step(t_max - t, t_max);
+      if (options.stop_after > 0 && t_max - t >= options.stop_after) break;
     }
     return x;
   }
@@ -101,6 +102,7 @@ torch::Tensor reverse_diffusion_from(UNet& net, const NoiseSchedule& schedule, t
     x = std::sqrt(abar_prev) * x0 + dir * eps;
     if (sigma > 0 && options.add_noise) x = x + sigma * torch::randn_like(x);
     if (on_step) on_step(i + 1, k);
+    if (options.stop_after > 0 && i + 1 >= options.stop_after) break;
   }
   return x;
 }

@@ -1,0 +1,53 @@
+#include <iostream>
+#include <memory>
+
+#include "commands.hpp"
+#include "common.hpp"
+#include "healthgym/bench.hpp"
+
+namespace healthgym::cli {
+
+Action register_bench(CLI::App& app) {
+  struct Opts {
+    BenchConfig cfg;
+    std::string precision = "fp32";
+    std::string sampler = "ddpm";
+  };
+  auto o = std::make_shared<Opts>();
+  auto* sub = app.add_subcommand(
+      "bench",
+      "Time training steps and the reverse chain at given shapes; prints one JSON line. Takes "
+      "the flags of the PyTorch reference (bench/seed_reference.py) for side-by-side runs.");
+  auto& c = o->cfg;
+  sub->add_option("--hidden", c.hidden, "U-Net width")->capture_default_str();
+  sub->add_option("--features", c.features, "Channels of the design tensor")->capture_default_str();
+  sub->add_option("--seq-len", c.seq_len, "Valid steps per sequence")->capture_default_str();
+  sub->add_option("--target-len", c.target_len, "Working (padded) length")->capture_default_str();
+  sub->add_option("--batch", c.batch, "Training batch")->capture_default_str();
+  sub->add_option("--n-steps", c.n_steps, "Diffusion steps T")->capture_default_str();
+  sub->add_option("--train-steps", c.train_steps, "Optimiser steps timed")->capture_default_str();
+  sub->add_option("--sample-batch", c.sample_batch, "Sequences denoised together")
+      ->capture_default_str();
+  sub->add_option("--sample-steps", c.sample_steps,
+                  "Denoising steps timed (0 = the whole chain); the rate is for a whole chain")
+      ->capture_default_str();
+  sub->add_option("--threads", c.threads, "CPU threads (0 = all cores)")->capture_default_str();
+  sub->add_option("--device", c.device, "cpu or cuda[:N]")->capture_default_str();
+  sub->add_option("--precision", o->precision, "fp32 | bf16 | fp16 (CUDA)")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
+      ->capture_default_str();
+  sub->add_option("--sampler", o->sampler, "ddpm (T steps) or ddim (--ddim-steps)")
+      ->check(CLI::IsMember({"ddpm", "ddim"}))
+      ->capture_default_str();
+  sub->add_option("--ddim-steps", c.ddim_steps, "K for --sampler ddim (0 = T)")
+      ->capture_default_str();
+  return [o] {
+    apply_threads(o->cfg.threads);
+    BenchConfig cfg = o->cfg;
+    cfg.precision = precision_from_string(o->precision);
+    cfg.sampler = sampler_kind_from_string(o->sampler);
+    std::cout << run_bench(cfg).dump() << "\n";
+  };
+}
+
+}  // namespace healthgym::cli

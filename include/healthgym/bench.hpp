@@ -1,0 +1,37 @@
+#pragma once
+// `healthgym bench`: times training steps and the reverse chain at given
+// network shapes, with the same flags as the PyTorch reference
+// (bench/seed_reference.py), so the two can be compared in one run.
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "healthgym/samplers.hpp"
+#include "healthgym/train.hpp"
+
+namespace healthgym {
+
+struct BenchConfig {
+  int64_t hidden = 256;
+  int64_t features = 22;
+  int64_t seq_len = 60;
+  int64_t target_len = 100;
+  int64_t batch = 128;
+  int64_t n_steps = 500;     // diffusion steps T
+  int64_t train_steps = 20;  // optimiser steps timed (after 3 warm-up steps)
+  int64_t sample_batch = 100;
+  int64_t sample_steps = 0;  // denoising steps timed (0 = the whole chain), extrapolated
+  int threads = 0;           // 0 = all cores
+  std::string device = "cpu";
+  Precision precision = Precision::kFp32;
+  SamplerKind sampler = SamplerKind::kDdpm;
+  int64_t ddim_steps = 0;  // K for --sampler ddim (0 = T)
+
+  void validate() const;  // throws UsageError
+};
+
+// Runs the benchmark and returns one JSON object: train_seq_per_s,
+// sample_seq_per_s (for a whole chain of the chosen sampler), precision,
+// threads, device, params, peak_rss_mb and the shapes.
+nlohmann::json run_bench(const BenchConfig& config);
+
+}  // namespace healthgym

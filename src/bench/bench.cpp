@@ -1,0 +1,145 @@
+#include "healthgym/bench.hpp"
+
+#include <sys/resource.h>
+
+#include <chrono>
+
+#include "healthgym/compat.hpp"
+#include "healthgym/diffusion.hpp"
+#include "healthgym/error.hpp"
+#include "healthgym/grad_scaler.hpp"
+#include "healthgym/unet.hpp"
+
+namespace healthgym {
+
+using nlohmann::json;
+
+void BenchConfig::validate() const {
+  auto need = [](bool ok, const std::string& msg) {
+    if (!ok) throw UsageError(msg);
+  };
+  need(hidden >= 1 && features >= 1, "--hidden and --features must be >= 1");
+  need(seq_len >= 1 && target_len >= seq_len, "need 1 <= --seq-len <= --target-len");
+  need(batch >= 1 && sample_batch >= 1, "--batch and --sample-batch must be >= 1");
+  need(n_steps >= 1, "--n-steps must be >= 1");
+  need(train_steps >= 1, "--train-steps must be >= 1");
+  need(sample_steps >= 0 && sample_steps <= n_steps, "--sample-steps must be in 0..--n-steps");
+  need(threads >= 0, "--threads must be >= 0");
+  need(ddim_steps >= 0 && ddim_steps <= n_steps, "--ddim-steps must be in 0..--n-steps");
+}
+
+namespace {
+
+double peak_rss_mb() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
+}
+
+void sync(const torch::Device& d) {
+  if (d.is_cuda()) torch::cuda::synchronize();
+}
+
+}  // namespace
+
+json run_bench(const BenchConfig& c) {
+  c.validate();
+  torch::Device device(c.device);
+  if (device.is_cuda() && !torch::cuda::is_available())
+    throw UsageError("--device " + c.device + " asked for, but no CUDA device is available");
+  if (c.precision == Precision::kFp16 && !device.is_cuda() &&
+      !compat::cpu_autocast_supports(torch::kHalf))
+    throw UsageError("--precision fp16 needs a CUDA device with this LibTorch; use bf16 or fp32");
+  torch::manual_seed(0);
+  UNetConfig uc;
+  uc.features = c.features;
+  uc.hidden = c.hidden;
+  uc.n_steps = c.n_steps;
+  DiffusionConfig dc;
+  dc.n_steps = c.n_steps;
+  UNet net(uc);
+  NoiseSchedule schedule(dc);
+  net->to(device);
+  schedule->to(device);
+  torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(1e-3));
+  GradScalerConfig sc;
+  sc.enabled = c.precision == Precision::kFp16;
+  GradScaler scaler(sc);
+  const bool amp = c.precision != Precision::kFp32;
+  const auto amp_dtype = c.precision == Precision::kBf16 ? torch::kBFloat16 : torch::kHalf;
+
+  // Four batches of data and their mask, made once: the timed loop only indexes.
+  auto data = (torch::rand({c.batch * 4, c.features, c.seq_len}) * 2 - 1).to(device);
+  data = align_length(data, c.target_len);
+  auto mask = torch::zeros({c.batch, c.features, c.target_len}, data.options());
+  mask.narrow(2, 0, c.seq_len).fill_(1.0);
+  auto step = [&](int64_t i) {
+    auto x = data.narrow(0, (i % 4) * c.batch, c.batch);
+    LossTerms loss;
+    {
+      compat::AutocastScope scope(device.type(), amp, amp_dtype);
+      loss = diffusion_loss(net, schedule, dc, x, mask);
+    }
+    opt.zero_grad();
+    scaler.scale(loss.total).backward();
+    scaler.unscale(opt);
+    torch::nn::utils::clip_grad_norm_(net->parameters(), 1.0);
+    scaler.step(opt);
+    scaler.update();
+  };
+  using Clock = std::chrono::steady_clock;
+  net->train();
+  for (int i = 0; i < 3; ++i) step(i);
+  sync(device);
+  auto t0 = Clock::now();
+  for (int64_t i = 0; i < c.train_steps; ++i) step(i);
+  sync(device);
+  const double train_s = std::chrono::duration<double>(Clock::now() - t0).count();
+
+  net->eval();
+  SamplerOptions so;
+  so.kind = c.sampler;
+  so.steps = c.sampler == SamplerKind::kDdim ? c.ddim_steps : 0;
+  const int64_t chain = c.sampler == SamplerKind::kDdim
+                            ? static_cast<int64_t>(ddim_timesteps(c.n_steps, c.ddim_steps).size())
+                            : c.n_steps;
+  const int64_t timed = c.sample_steps > 0 ? std::min(c.sample_steps, chain) : chain;
+  auto x = torch::randn({c.sample_batch, c.features, c.target_len}, data.options());
+  {
+    // Warm-up: two steps.
+    SamplerOptions warm = so;
+    warm.stop_after = 2;
+    compat::AutocastScope scope(device.type(), amp, amp_dtype);
+    reverse_diffusion_from(net, schedule, x.clone(), warm);
+  }
+  sync(device);
+  so.stop_after = timed;
+  t0 = Clock::now();
+  {
+    compat::AutocastScope scope(device.type(), amp, amp_dtype);
+    reverse_diffusion_from(net, schedule, x, so);
+  }
+  sync(device);
+  const double sample_s =
+      std::chrono::duration<double>(Clock::now() - t0).count() * static_cast<double>(chain) / timed;
+
+  return {{"impl", "healthgym"},
+          {"torch", compat::torch_version()},
+          {"device", c.device},
+          {"threads", torch::get_num_threads()},
+          {"precision", to_string(c.precision)},
+          {"sampler", to_string(c.sampler)},
+          {"chain_steps", chain},
+          {"hidden", c.hidden},
+          {"features", c.features},
+          {"seq_len", c.seq_len},
+          {"target_len", c.target_len},
+          {"batch", c.batch},
+          {"n_steps", c.n_steps},
+          {"train_seq_per_s", static_cast<double>(c.batch * c.train_steps) / train_s},
+          {"sample_seq_per_s", static_cast<double>(c.sample_batch) / sample_s},
+          {"params", count_parameters(*net)},
+          {"peak_rss_mb", peak_rss_mb()}};
+}
+
+}  // namespace healthgym
