@@ -45,6 +45,11 @@ Action register_info(CLI::App& app) {
               << ", recon weight " << c.model.diffusion.recon_weight << "\n"
               << "design tensor   " << s.n_channels << " channels x "
               << c.model.encoder.working_length() << " steps\n";
+    if (!c.model.conditions.empty()) {
+      std::cout << "conditions      ";
+      for (const auto& n : c.model.conditions.names()) std::cout << n << ' ';
+      std::cout << "(sample --condition COLUMN=VALUE)\n";
+    }
     std::string log = meta.value("log", std::string());
     const auto last_nl = log.find_last_of('\n', log.size() >= 2 ? log.size() - 2 : 0);
     if (last_nl != std::string::npos && log.size() > last_nl + 1)

@@ -33,6 +33,12 @@ class Overrides {
   std::vector<std::function<void(TrainConfig&)>> apply_;
 };
 
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : ",") + x;
+  return s;
+}
+
 std::string fmt_num(double v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.4g", v);
@@ -122,6 +128,14 @@ Action register_train(CLI::App& app) {
          "auto: generate visit times as gaps when they differ between patients, else use the "
          "grid; grid: each step's training time (the original); gaps: always generate",
          d.time_mode, [](TrainConfig& c, const std::string& v) { c.time_mode = v; });
+  ov.add(sub, "--condition-on",
+         "Static label columns the network is conditioned on, for 'sample --condition': "
+         "auto (every static binary/categorical column), none, or a comma list (seed preset: "
+         "none)",
+         d.condition_on, [](TrainConfig& c, const std::string& v) { c.condition_on = v; });
+  ov.add(sub, "--cond-drop",
+         "Probability that a training sequence sees no conditions (classifier-free guidance)",
+         d.cond_drop, [](TrainConfig& c, double v) { c.cond_drop = v; });
   ov.add(sub, "--shift", "Box-Cox shift eps (x + eps is transformed)", d.shift,
          [](TrainConfig& c, double v) { c.shift = v; });
   sub->add_option("--precision", o->precision,
@@ -153,6 +167,8 @@ Action register_train(CLI::App& app) {
                 << " channels x " << info.working_length << " steps, " << info.parameters
                 << " parameters, schema " << info.schema_source << ", " << torch::get_num_threads()
                 << " threads"
+                << (info.conditions.empty() ? std::string()
+                                            : ", conditioned on " + join(info.conditions))
                 << (info.start_epoch > 0
                         ? ", resuming after epoch " + std::to_string(info.start_epoch)
                         : std::string())

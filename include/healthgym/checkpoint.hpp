@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "healthgym/conditions.hpp"
 #include "healthgym/diffusion.hpp"
 #include "healthgym/encoder.hpp"
 #include "healthgym/unet.hpp"
@@ -20,6 +21,7 @@ constexpr const char* kHealthgymVersion = "0.1.0";
 // What a trained model is: the data encoding, the network and its schedule.
 struct DiffusionModel {
   Encoder encoder;
+  ConditionSpec conditions;  // empty: an unconditional model
   UNetConfig unet_config;
   DiffusionConfig diffusion;
   UNet net{nullptr};
@@ -27,7 +29,8 @@ struct DiffusionModel {
   NoiseSchedule schedule{nullptr};
 
   static DiffusionModel create(const Encoder& encoder, const UNetConfig& unet,
-                               const DiffusionConfig& diffusion);
+                               const DiffusionConfig& diffusion,
+                               const ConditionSpec& conditions = {});
   void to(const torch::Device& device);
 };
 

@@ -44,7 +44,10 @@ struct LossTerms {
 
 // One training objective evaluation on a batch x0 [B, C, L] with mask [B, C, L]:
 // draws t and eps, predicts eps, reconstructs x0-hat, and weighs the two MSEs.
+// cond: the network's condition rows [B, k] (already dropped where training
+// drops them), or undefined.
 LossTerms diffusion_loss(UNet& model, const NoiseSchedule& schedule, const DiffusionConfig& config,
-                         const torch::Tensor& x0, const torch::Tensor& mask);
+                         const torch::Tensor& x0, const torch::Tensor& mask,
+                         const torch::Tensor& cond = {});
 
 }  // namespace healthgym

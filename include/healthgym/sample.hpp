@@ -4,6 +4,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "healthgym/checkpoint.hpp"
 #include "healthgym/encoder.hpp"
@@ -37,6 +38,11 @@ struct SampleConfig {
   double eta = 0.0;
   std::optional<bool> clip_x0;
   std::optional<bool> use_ema;
+  // "COLUMN=VALUE" requests on the model's conditioning variables; the others
+  // follow the training cohort's joint shares. guidance: classifier-free
+  // guidance scale w (1 = the conditional model as trained; > 1 sharper).
+  std::vector<std::string> conditions;
+  double guidance = 1.0;
 
   void validate() const;  // throws UsageError
 };
@@ -49,6 +55,12 @@ struct SampleProgress {
 struct SampleResult {
   int64_t accepted = 0, attempted = 0;
   double acceptance_rate = 0;
+  // Conditional models: the share of patients whose generated labels already
+  // matched the conditions they were generated for (they are then set to
+  // them), and the requested subgroup's share of the training cohort.
+  bool conditional = false;
+  double condition_match = 1.0;
+  double subgroup_share_real = 1.0;
   double seconds = 0;
 };
 

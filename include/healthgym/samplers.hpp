@@ -43,9 +43,26 @@ torch::Tensor reverse_diffusion(UNet& net, const NoiseSchedule& schedule,
                                 const std::vector<int64_t>& shape, const SamplerOptions& options,
                                 const std::function<void(int64_t, int64_t)>& on_step = {});
 
+// What the chain asks at each step: the noise predicted for x_t at step t
+// ([B] int64). Lets the caller add guidance without the sampler knowing.
+using Denoiser = std::function<torch::Tensor(const torch::Tensor& x, const torch::Tensor& t)>;
+
+torch::Tensor reverse_diffusion(const Denoiser& denoise, const NoiseSchedule& schedule,
+                                const std::vector<int64_t>& shape, const SamplerOptions& options,
+                                const std::function<void(int64_t, int64_t)>& on_step = {});
+
+// Classifier-free guidance: eps_u + w (eps_c - eps_u), with eps_c for the
+// condition rows `cond` [B, k] and eps_u for the dropped row `null_row` [k].
+// w = 1 is the plain conditional model (one network call per step).
+Denoiser guided_denoiser(UNet& net, const torch::Tensor& cond, const torch::Tensor& null_row,
+                         double guidance);
+
 // Starts the chain from a given x_T instead of fresh noise (tests, bench).
 torch::Tensor reverse_diffusion_from(UNet& net, const NoiseSchedule& schedule, torch::Tensor x,
                                      const SamplerOptions& options,
+                                     const std::function<void(int64_t, int64_t)>& on_step = {});
+torch::Tensor reverse_diffusion_from(const Denoiser& denoise, const NoiseSchedule& schedule,
+                                     torch::Tensor x, const SamplerOptions& options,
                                      const std::function<void(int64_t, int64_t)>& on_step = {});
 
 // Exponential moving average of a network's weights, used for sampling.

@@ -4,6 +4,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "healthgym/diffusion.hpp"
 #include "healthgym/grad_scaler.hpp"
@@ -37,6 +38,11 @@ struct TrainConfig {
   int64_t working_length = 0;
   double length_ratio = 1.0;
   std::string time_mode = "auto";  // auto | grid | gaps (see TimeMode)
+  // Classifier-free guidance: the static label variables the network is
+  // conditioned on ("auto" = every one, "none", or a comma list), and the
+  // probability that a training sequence sees them all dropped.
+  std::string condition_on = "none";
+  double cond_drop = 0.1;
   // Optimisation
   int64_t epochs = 100;
   int64_t batch = 128;
@@ -80,6 +86,7 @@ struct TrainProgress {
 struct TrainInfo {  // reported once before the first step
   int64_t patients = 0, channels = 0, working_length = 0, parameters = 0, start_epoch = 0;
   std::string schema_source;  // "inferred" or the schema path
+  std::vector<std::string> conditions;  // conditioning variables, if any
 };
 
 struct TrainCallbacks {

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <nlohmann/json.hpp>
+#include <vector>
 
 namespace healthgym {
 
@@ -15,6 +16,10 @@ struct UNetConfig {
   double dropout = 0.0;
   int64_t n_steps = 500;   // diffusion steps T: rows of the time table
   int64_t time_dim = 128;  // width of the fixed sinusoidal table
+  // Conditioning: rows of one learned embedding (width time_dim) per variable,
+  // summed and added to the time embedding of every FiLM. Empty: unconditional
+  // (the original network, parameter for parameter).
+  std::vector<int64_t> cond_sizes;
 
   void validate() const;  // throws UsageError
   nlohmann::json to_json() const;
@@ -28,7 +33,9 @@ torch::Tensor sinusoid_table(int64_t n, int64_t dim);
 class FiLMImpl : public torch::nn::Module {
  public:
   FiLMImpl(int64_t n_steps, int64_t dim, int64_t channels);
-  std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& t);
+  // c: [B, dim] condition embedding added to the time embedding, or undefined.
+  std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& t,
+                                                  const torch::Tensor& c = {});
 
  private:
   torch::Tensor table_;  // buffer, not trained
@@ -54,7 +61,10 @@ class UNetImpl : public torch::nn::Module {
  public:
   explicit UNetImpl(const UNetConfig& config);
   // x: [B, features, L] with any L >= 1; t: [B] int64 in [0, n_steps).
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t);
+  // cond: [B, cond_sizes.size()] int64 row indices; undefined means every
+  // variable's last row (the "dropped" one the network learns unconditionally).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t,
+                        const torch::Tensor& cond = {});
   const UNetConfig& config() const { return config_; }
   // Shortest length every down-sampling stage can take: 2^levels.
   int64_t min_length() const { return int64_t{1} << config_.levels; }
@@ -62,7 +72,7 @@ class UNetImpl : public torch::nn::Module {
  private:
   UNetConfig config_;
   torch::nn::Linear in1_{nullptr}, in2_{nullptr}, out1_{nullptr}, out2_{nullptr};
-  torch::nn::ModuleList film_down_, film_up_, down_, pool_, unpool_, up_;
+  torch::nn::ModuleList film_down_, film_up_, down_, pool_, unpool_, up_, cond_emb_;
   FiLM film_mid_{nullptr};
   ResBlock mid1_{nullptr}, mid2_{nullptr};
   torch::nn::Conv1d out_conv_{nullptr};

@@ -54,12 +54,13 @@ torch::Tensor masked_mse(const torch::Tensor& a, const torch::Tensor& b,
 }
 
 LossTerms diffusion_loss(UNet& model, const NoiseSchedule& schedule, const DiffusionConfig& config,
-                         const torch::Tensor& x0, const torch::Tensor& mask) {
+                         const torch::Tensor& x0, const torch::Tensor& mask,
+                         const torch::Tensor& cond) {
   const int64_t b = x0.size(0);
   auto t = torch::randint(0, schedule->n_steps(), {b}, x0.options().dtype(torch::kLong));
   auto eps = torch::randn_like(x0);
   auto xt = schedule->q_sample(x0, t, eps);
-  auto pred = model->forward(xt, t).to(torch::kFloat);
+  auto pred = model->forward(xt, t, cond).to(torch::kFloat);
   auto ab = schedule->alpha_bar.index_select(0, t).view({-1, 1, 1});
   torch::Tensor noise = pred;
   if (config.noise_blend) {

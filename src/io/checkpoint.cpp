@@ -14,10 +14,13 @@ namespace healthgym {
 using nlohmann::json;
 
 DiffusionModel DiffusionModel::create(const Encoder& encoder, const UNetConfig& unet,
-                                      const DiffusionConfig& diffusion) {
+                                      const DiffusionConfig& diffusion,
+                                      const ConditionSpec& conditions) {
   DiffusionModel m;
   m.encoder = encoder;
+  m.conditions = conditions;
   m.unet_config = unet;
+  m.unet_config.cond_sizes = conditions.embedding_sizes();
   m.unet_config.features = encoder.channels();
   m.unet_config.n_steps = diffusion.n_steps;
   m.diffusion = diffusion;
@@ -53,6 +56,7 @@ void save_checkpoint(const std::string& path, DiffusionModel& model, json meta,
   meta["encoder"] = model.encoder.to_json();
   meta["unet"] = model.unet_config.to_json();
   meta["diffusion"] = model.diffusion.to_json();
+  if (!model.conditions.empty()) meta["conditions"] = model.conditions.to_json();
 
   torch::serialize::OutputArchive archive;
   archive.write("meta", c10::IValue(meta.dump()));
@@ -123,8 +127,12 @@ CheckpointContents load_checkpoint(const std::string& path, const torch::Device&
     auto encoder = Encoder::from_json(meta.at("encoder"));
     auto unet = UNetConfig::from_json(meta.at("unet"));
     auto diffusion = DiffusionConfig::from_json(meta.at("diffusion"));
-    out.model = DiffusionModel::create(encoder, unet, diffusion);
-    if (out.model.unet_config.features != unet.features)
+    ConditionSpec conditions;
+    if (meta.contains("conditions"))
+      conditions = ConditionSpec::from_json(meta.at("conditions"), encoder.schema());
+    out.model = DiffusionModel::create(encoder, unet, diffusion, conditions);
+    if (out.model.unet_config.features != unet.features ||
+        out.model.unet_config.cond_sizes != unet.cond_sizes)
       throw InputError(path + ": checkpoint's network width does not match its schema");
     torch::serialize::InputArchive weights;
     archive.read("weights", weights);

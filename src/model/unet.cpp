@@ -23,11 +23,12 @@ void UNetConfig::validate() const {
   need(dropout >= 0.0 && dropout < 1.0, "--dropout must be in [0, 1)");
   need(n_steps >= 1, "--n-steps must be >= 1");
   need(time_dim >= 2 && time_dim % 2 == 0, "time embedding width must be even and >= 2");
+  for (int64_t s : cond_sizes) need(s >= 2, "a conditioning embedding needs at least 2 rows");
 }
 
 json UNetConfig::to_json() const {
   return {{"features", features}, {"hidden", hidden},   {"levels", levels},    {"groups", groups},
-          {"dropout", dropout},   {"n_steps", n_steps}, {"time_dim", time_dim}};
+          {"dropout", dropout},   {"n_steps", n_steps}, {"time_dim", time_dim}, {"cond_sizes", cond_sizes}};
 }
 
 UNetConfig UNetConfig::from_json(const json& j) {
@@ -39,6 +40,7 @@ UNetConfig UNetConfig::from_json(const json& j) {
   c.dropout = j.at("dropout").get<double>();
   c.n_steps = j.at("n_steps").get<int64_t>();
   c.time_dim = j.at("time_dim").get<int64_t>();
+  if (j.contains("cond_sizes")) c.cond_sizes = j.at("cond_sizes").get<std::vector<int64_t>>();
   return c;
 }
 
@@ -59,8 +61,11 @@ FiLMImpl::FiLMImpl(int64_t n_steps, int64_t dim, int64_t channels) {
   fc2_ = register_module("fc2", torch::nn::Linear(2 * channels, 2 * channels));
 }
 
-std::pair<torch::Tensor, torch::Tensor> FiLMImpl::forward(const torch::Tensor& t) {
-  auto h = fc2_(torch::silu(fc1_(table_.index_select(0, t))));
+std::pair<torch::Tensor, torch::Tensor> FiLMImpl::forward(const torch::Tensor& t,
+                                                          const torch::Tensor& c) {
+  auto e = table_.index_select(0, t);
+  if (c.defined()) e = e + c;
+  auto h = fc2_(torch::silu(fc1_(e)));
   auto parts = h.chunk(2, -1);
   return {parts[0], parts[1]};
 }
@@ -121,9 +126,19 @@ UNetImpl::UNetImpl(const UNetConfig& config) : config_(config) {
   mid2_ = register_module("mid2", ResBlock(c, config_.groups, config_.dropout));
   out_conv_ =
       register_module("out_conv", torch::nn::Conv1d(torch::nn::Conv1dOptions(c, c, 3).padding(1)));
+  if (!config_.cond_sizes.empty()) {
+    for (int64_t rows : config_.cond_sizes) {
+      torch::nn::Embedding emb(rows, config_.time_dim);
+      // Small start: the condition nudges the time embedding rather than swamping it.
+      torch::nn::init::normal_(emb->weight, 0.0, 0.1);
+      cond_emb_->push_back(emb);
+    }
+    register_module("cond_emb", cond_emb_);
+  }
 }
 
-torch::Tensor UNetImpl::forward(const torch::Tensor& x_in, const torch::Tensor& t) {
+torch::Tensor UNetImpl::forward(const torch::Tensor& x_in, const torch::Tensor& t,
+                                const torch::Tensor& cond) {
   if (x_in.dim() != 3 || x_in.size(1) != config_.features)
     throw UsageError("U-Net input must be [batch, " + std::to_string(config_.features) +
                      ", length]");
@@ -131,23 +146,38 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x_in, const torch::Tensor& 
     throw UsageError("sequence length " + std::to_string(x_in.size(2)) + " is too short for " +
                      std::to_string(config_.levels) +
                      " U-Net levels (needs >= " + std::to_string(min_length()) + ")");
+  torch::Tensor ce;  // condition embedding [B, time_dim]
+  const auto n_cond = static_cast<int64_t>(config_.cond_sizes.size());
+  if (n_cond > 0) {
+    if (cond.defined() && (cond.dim() != 2 || cond.size(0) != x_in.size(0) ||
+                           cond.size(1) != n_cond))
+      throw UsageError("U-Net conditions must be [batch, " + std::to_string(n_cond) + "]");
+    for (int64_t k = 0; k < n_cond; ++k) {
+      auto idx = cond.defined() ? cond.select(1, k)
+                                : torch::full({x_in.size(0)}, config_.cond_sizes[k] - 1,
+                                              torch::TensorOptions().dtype(torch::kLong).device(
+                                                  x_in.device()));
+      auto e = cond_emb_[k]->as<torch::nn::Embedding>()->forward(idx);
+      ce = ce.defined() ? ce + e : e;
+    }
+  }
   // Per-time MLP: features -> C -> C, applied along the channel axis.
   auto x = in2_(torch::silu(in1_(x_in.transpose(1, 2)))).transpose(1, 2).contiguous();
   std::vector<torch::Tensor> skips;
   for (int64_t i = 0; i < config_.levels; ++i) {
-    auto [g, b] = film_down_[i]->as<FiLM>()->forward(t);
+    auto [g, b] = film_down_[i]->as<FiLM>()->forward(t, ce);
     x = down_[i]->as<ResBlock>()->forward(x, g, b);
     skips.push_back(x);
     x = pool_[i]->as<torch::nn::Conv1d>()->forward(x);
   }
-  auto [gm, bm] = film_mid_(t);
+  auto [gm, bm] = film_mid_(t, ce);
   x = mid2_(mid1_(x, gm, bm), gm, bm);
   for (int64_t i = 0; i < config_.levels; ++i) {
     x = unpool_[i]->as<torch::nn::ConvTranspose1d>()->forward(x);
     auto s = skips.back();
     skips.pop_back();
     x = align_length(x, s.size(-1));
-    auto [g, b] = film_up_[i]->as<FiLM>()->forward(t);
+    auto [g, b] = film_up_[i]->as<FiLM>()->forward(t, ce);
     x = up_[i]->as<ResBlock>()->forward(x + s, g, b);
   }
   x = out_conv_(x);

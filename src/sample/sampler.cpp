@@ -1,4 +1,5 @@
 #include <chrono>
+#include <cmath>
 
 #include "healthgym/atomic_file.hpp"
 #include "healthgym/compat.hpp"
@@ -21,6 +22,7 @@ void SampleConfig::validate() const {
   need(device == "cpu" || device == "cuda" || device.rfind("cuda:", 0) == 0,
        "--device must be cpu or cuda[:N], is '" + device + "'");
   need(first_id >= 0, "--first-id must be >= 0");
+  need(guidance >= 0.0 && std::isfinite(guidance), "--guidance must be >= 0");
 }
 
 Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleResult* result,
@@ -48,8 +50,11 @@ Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleRes
   net->eval();
   torch::manual_seed(cfg.seed);
   const int64_t c = model.encoder.channels(), len = model.encoder.working_length();
+  const ConditionSpec& spec = model.conditions;
+  const auto fixed = spec.parse(cfg.conditions);
+  const auto null_row = spec.empty() ? torch::Tensor() : spec.null_row();
 
-  std::vector<torch::Tensor> kept_x, kept_len;
+  std::vector<torch::Tensor> kept_x, kept_len, kept_cond;
   SampleProgress pr;
   pr.target = cfg.n;
   while (pr.accepted < cfg.n) {
@@ -66,10 +71,12 @@ Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleRes
       want = static_cast<int64_t>(std::ceil(want * 1.1 * pr.attempted / pr.accepted));
     const int64_t b = std::min({cfg.batch, want, max_attempts - pr.attempted});
     auto lengths = model.encoder.sample_lengths(b);
+    auto cond = spec.empty() ? torch::Tensor() : spec.draw(b, fixed);
+    auto denoise = guided_denoiser(net, cond, null_row, cfg.guidance);
     torch::Tensor x;
     {
       compat::AutocastScope amp(device.type(), autocast, amp_dtype);
-      x = reverse_diffusion(net, model.schedule, {b, c, len}, sopt, [&](int64_t k, int64_t steps) {
+      x = reverse_diffusion(denoise, model.schedule, {b, c, len}, sopt, [&](int64_t k, int64_t steps) {
         pr.step = k;
         pr.steps = steps;
         if (on_progress) on_progress(pr);
@@ -84,6 +91,7 @@ Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleRes
     if (idx.size(0) > room) idx = idx.slice(0, 0, room);
     kept_x.push_back(x.index_select(0, idx));
     kept_len.push_back(lengths.index_select(0, idx));
+    if (cond.defined()) kept_cond.push_back(cond.index_select(0, idx));
     pr.accepted += idx.size(0);
     if (on_progress) on_progress(pr);
   }
@@ -95,7 +103,12 @@ Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleRes
   dopt.first_id = cfg.first_id;
   dopt.hold_static = cfg.hold_static.value_or(true);
   Cohort cohort = model.encoder.decode(x, lengths, dopt);
+  double match = 1.0;
+  if (!spec.empty()) match = spec.apply(cohort, torch::cat(kept_cond, 0));
   if (result) {
+    result->conditional = !spec.empty();
+    result->condition_match = match;
+    result->subgroup_share_real = spec.empty() ? 1.0 : spec.share(fixed);
     result->accepted = pr.accepted;
     result->attempted = pr.attempted;
     result->acceptance_rate = static_cast<double>(pr.accepted) / std::max<int64_t>(1, pr.attempted);

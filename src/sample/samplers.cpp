@@ -36,15 +36,53 @@ std::vector<int64_t> ddim_timesteps(int64_t n_steps, int64_t k) {
   return ts;
 }
 
+namespace {
+Denoiser plain(UNet& net) {
+  return [net](const torch::Tensor& x, const torch::Tensor& t) mutable {
+    return net->forward(x, t);
+  };
+}
+}  // namespace
+
+Denoiser guided_denoiser(UNet& net, const torch::Tensor& cond, const torch::Tensor& null_row,
+                         double guidance) {
+  if (!cond.defined()) return plain(net);
+  auto c = cond.to(net->parameters().front().device());
+  if (guidance == 1.0) {
+    return [net, c](const torch::Tensor& x, const torch::Tensor& t) mutable {
+      return net->forward(x, t, c);
+    };
+  }
+  // Both halves in one call: one larger batch beats two small ones.
+  auto both = torch::cat({c, null_row.to(c.device()).unsqueeze(0).expand_as(c)}, 0);
+  return [net, both, guidance](const torch::Tensor& x, const torch::Tensor& t) mutable {
+    auto e = net->forward(torch::cat({x, x}, 0), torch::cat({t, t}, 0), both).to(torch::kFloat);
+    auto parts = e.chunk(2, 0);
+    return parts[1] + guidance * (parts[0] - parts[1]);
+  };
+}
+
 torch::Tensor reverse_diffusion(UNet& net, const NoiseSchedule& schedule,
                                 const std::vector<int64_t>& shape, const SamplerOptions& options,
                                 const std::function<void(int64_t, int64_t)>& on_step) {
+  return reverse_diffusion(plain(net), schedule, shape, options, on_step);
+}
+
+torch::Tensor reverse_diffusion(const Denoiser& denoise, const NoiseSchedule& schedule,
+                                const std::vector<int64_t>& shape, const SamplerOptions& options,
+                                const std::function<void(int64_t, int64_t)>& on_step) {
   auto x = torch::randn(shape, torch::TensorOptions().device(schedule->betas.device()));
-  return reverse_diffusion_from(net, schedule, x, options, on_step);
+  return reverse_diffusion_from(denoise, schedule, x, options, on_step);
 }
 
 torch::Tensor reverse_diffusion_from(UNet& net, const NoiseSchedule& schedule, torch::Tensor x,
                                      const SamplerOptions& options,
+                                     const std::function<void(int64_t, int64_t)>& on_step) {
+  return reverse_diffusion_from(plain(net), schedule, std::move(x), options, on_step);
+}
+
+torch::Tensor reverse_diffusion_from(const Denoiser& denoise, const NoiseSchedule& schedule,
+                                     torch::Tensor x, const SamplerOptions& options,
                                      const std::function<void(int64_t, int64_t)>& on_step) {
   torch::NoGradGuard no_grad;
   const int64_t t_max = schedule->n_steps();
@@ -60,7 +98,7 @@ torch::Tensor reverse_diffusion_from(UNet& net, const NoiseSchedule& schedule, t
   const int64_t b = x.size(0);
   auto eps_at = [&](const torch::Tensor& xt, int64_t t) {
     auto tt = torch::full({b}, t, torch::TensorOptions().dtype(torch::kLong).device(device));
-    return net->forward(xt, tt).to(torch::kFloat);
+    return denoise(xt, tt).to(torch::kFloat);
   };
 
   if (options.kind == SamplerKind::kDdpm) {

@@ -49,6 +49,7 @@ void TrainConfig::validate() const {
   need(working_length >= 0, "--working-length must be >= 0 (0 = automatic)");
   need(length_ratio >= 1.0, "length ratio must be >= 1");
   time_mode_from_string(time_mode);
+  need(cond_drop >= 0.0 && cond_drop <= 1.0, "--cond-drop must be in [0, 1]");
   need(epochs >= 1, "--epochs must be >= 1, is " + std::to_string(epochs));
   need(batch >= 1, "--batch must be >= 1, is " + std::to_string(batch));
   need(lr > 0.0 && std::isfinite(lr), "--lr must be > 0");
@@ -77,6 +78,8 @@ json TrainConfig::to_json() const {
           {"working_length", working_length},
           {"length_ratio", length_ratio},
           {"time_mode", time_mode},
+          {"condition_on", condition_on},
+          {"cond_drop", cond_drop},
           {"epochs", epochs},
           {"batch", batch},
           {"lr", lr},
@@ -112,6 +115,8 @@ TrainConfig TrainConfig::from_json(const json& j) {
   c.working_length = j.at("working_length").get<int64_t>();
   c.length_ratio = j.at("length_ratio").get<double>();
   c.time_mode = j.value("time_mode", std::string("grid"));
+  c.condition_on = j.value("condition_on", std::string("none"));
+  c.cond_drop = j.value("cond_drop", 0.1);
   c.epochs = j.at("epochs").get<int64_t>();
   c.batch = j.at("batch").get<int64_t>();
   c.lr = j.at("lr").get<double>();
@@ -150,6 +155,7 @@ TrainConfig seed_preset() {
   c.precision = Precision::kFp32;
   c.ema_decay = 0.0;
   c.time_mode = "grid";  // the original treats time as a step index
+  c.condition_on = "none";
   return c;
 }
 
@@ -162,6 +168,7 @@ TrainConfig default_preset() {
   c.length_ratio = 1.0;
   c.ema_decay = 0.999;
   c.time_mode = "auto";
+  c.condition_on = "auto";
   return c;
 }
 

@@ -65,11 +65,13 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
   // All input is read and checked before any training starts.
   DiffusionModel model;
   EncodedCohort data;
+  torch::Tensor cond_rows;  // [N, k] condition indices per patient
   TrainInfo info;
   if (resuming) {
     model = std::move(resumed.model);
     Cohort cohort = load_data_with_schema(cfg.data_path, model.encoder.schema());
     data = model.encoder.encode(cohort);
+    cond_rows = model.conditions.indices(cohort);
     info.schema_source = "checkpoint";
   } else {
     InferOptions opts;
@@ -95,14 +97,22 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
     unet.levels = cfg.levels;
     unet.groups = cfg.groups;
     unet.dropout = cfg.dropout;
-    model = DiffusionModel::create(encoder, unet, cfg.diffusion);
+    auto conditions = ConditionSpec::fit(loaded.schema, loaded.cohort, cfg.condition_on);
+    model = DiffusionModel::create(encoder, unet, cfg.diffusion, conditions);
     data = model.encoder.encode(loaded.cohort);
+    cond_rows = conditions.indices(loaded.cohort);
     info.schema_source = loaded.schema_source;
   }
   model.to(device);
   const int64_t n = data.x.size(0);
   auto x_all = data.x.to(device);
   auto mask_all = data.loss_mask.to(device);
+  const bool conditional = !model.conditions.empty();
+  torch::Tensor cond_all, null_row;
+  if (conditional) {
+    cond_all = cond_rows.to(device);
+    null_row = model.conditions.null_row().to(device);
+  }
   // Validity along time, broadcast into the per-channel loss mask already.
 
   torch::optim::Adam optimizer(model.net->parameters(), torch::optim::AdamOptions(cfg.lr).betas(
@@ -135,6 +145,7 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
   info.working_length = model.encoder.working_length();
   info.parameters = count_parameters(*model.net);
   info.start_epoch = start_epoch;
+  info.conditions = model.conditions.names();
   if (cb.on_start) cb.on_start(info);
 
   // Per-epoch loss log: rewritten whole each epoch so it is never partial.
@@ -169,10 +180,17 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
       auto idx = perm.slice(0, b0, b1);
       auto xb = x_all.index_select(0, idx);
       auto mb = mask_all.index_select(0, idx);
+      torch::Tensor cond_b;
+      if (conditional) {
+        // Drop every condition of a sequence at once, so the same network
+        // learns the unconditional model classifier-free guidance needs.
+        auto drop = torch::rand({b1 - b0, 1}, xb.options()) < cfg.cond_drop;
+        cond_b = torch::where(drop, null_row.unsqueeze(0), cond_all.index_select(0, idx));
+      }
       LossTerms loss;
       {
         compat::AutocastScope amp(device.type(), autocast, amp_dtype);
-        loss = diffusion_loss(model.net, model.schedule, cfg.diffusion, xb, mb);
+        loss = diffusion_loss(model.net, model.schedule, cfg.diffusion, xb, mb, cond_b);
       }
       optimizer.zero_grad();
       scaler.scale(loss.total).backward();

@@ -1,0 +1,71 @@
+#pragma once
+// Conditioning variables for classifier-free guidance: static one-hot
+// variables (e.g. in_hospital_death, sex) whose label each patient carries
+// into the network as an embedding. Training drops them at random so one
+// network is both conditional and unconditional; sampling fixes the ones the
+// user asks for and draws the others from the training cohort's joint
+// distribution of label combinations, so unconditioned output keeps the real
+// subgroup shares.
+#include <torch/torch.h>
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "healthgym/cohort.hpp"
+#include "healthgym/schema.hpp"
+
+namespace healthgym {
+
+class ConditionSpec {
+ public:
+  ConditionSpec() = default;
+
+  // names: "auto" (every static binary/categorical variable), "none", or a
+  // comma-separated list. Throws UsageError for a name that is not a static
+  // one-hot variable of the schema.
+  static ConditionSpec fit(const Schema& schema, const Cohort& cohort, const std::string& names);
+
+  bool empty() const { return vars_.empty(); }
+  size_t size() const { return vars_.size(); }
+  const std::vector<std::string>& names() const { return names_; }
+  // Embedding rows per variable: its labels, then "missing", then "dropped".
+  std::vector<int64_t> embedding_sizes() const;
+  // The "dropped" index of every variable, [k] int64: the unconditional input.
+  torch::Tensor null_row() const;
+
+  // [patients, k] int64: each patient's label index (its first observed value),
+  // or the "missing" index.
+  torch::Tensor indices(const Cohort& cohort) const;
+
+  // Parses "COLUMN=VALUE" requests; several combine. Throws UsageError naming
+  // the column or value and what is allowed. Returns variable -> label index.
+  std::map<size_t, int64_t> parse(const std::vector<std::string>& requests) const;
+
+  // n rows of conditions: the fixed ones as given, the others drawn from the
+  // training combinations that agree with them (weighted by their counts).
+  // Throws UsageError when no training patient has the requested combination.
+  torch::Tensor draw(int64_t n, const std::map<size_t, int64_t>& fixed) const;
+
+  // Share of training patients with the fixed labels.
+  double share(const std::map<size_t, int64_t>& fixed) const;
+
+  // Overwrites each patient's conditioned variables with its row of `rows`
+  // (the labels the network was given); returns the share of patients whose
+  // generated labels already agreed on every variable.
+  double apply(Cohort& cohort, const torch::Tensor& rows) const;
+
+  nlohmann::json to_json() const;
+  static ConditionSpec from_json(const nlohmann::json& j, const Schema& schema);
+
+ private:
+  std::vector<std::string> names_;
+  std::vector<size_t> vars_;                 // indices into schema.variables
+  std::vector<int64_t> cards_;               // labels per variable
+  std::vector<std::vector<std::string>> labels_;
+  std::vector<std::vector<int64_t>> combos_;  // distinct training rows
+  std::vector<int64_t> counts_;              // patients per combination
+};
+
+}  // namespace healthgym
