@@ -49,7 +49,8 @@ TEST(Conditions, AutoPicksStaticLabelVariables) {
   EXPECT_EQ(spec.embedding_sizes(), (std::vector<int64_t>{4, 4}));  // 2 labels + missing + dropped
   EXPECT_TRUE(torch::equal(spec.null_row(), torch::tensor({3, 3}, torch::kLong)));
   auto rows = spec.indices(d.cohort);
-  EXPECT_TRUE(torch::equal(rows, torch::tensor({0, 0, 1, 0, 0, 1, 0, 0}, torch::kLong).view({4, 2})));
+  EXPECT_TRUE(
+      torch::equal(rows, torch::tensor({0, 0, 1, 0, 0, 1, 0, 0}, torch::kLong).view({4, 2})));
   EXPECT_TRUE(ConditionSpec::fit(d.schema, d.cohort, "none").empty());
   EXPECT_EQ(ConditionSpec::fit(d.schema, d.cohort, "group").names(),
             std::vector<std::string>{"group"});

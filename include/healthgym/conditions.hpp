@@ -61,11 +61,11 @@ class ConditionSpec {
 
  private:
   std::vector<std::string> names_;
-  std::vector<size_t> vars_;                 // indices into schema.variables
-  std::vector<int64_t> cards_;               // labels per variable
+  std::vector<size_t> vars_;    // indices into schema.variables
+  std::vector<int64_t> cards_;  // labels per variable
   std::vector<std::vector<std::string>> labels_;
   std::vector<std::vector<int64_t>> combos_;  // distinct training rows
-  std::vector<int64_t> counts_;              // patients per combination
+  std::vector<int64_t> counts_;               // patients per combination
 };
 
 }  // namespace healthgym

@@ -85,7 +85,7 @@ struct TrainProgress {
 
 struct TrainInfo {  // reported once before the first step
   int64_t patients = 0, channels = 0, working_length = 0, parameters = 0, start_epoch = 0;
-  std::string schema_source;  // "inferred" or the schema path
+  std::string schema_source;            // "inferred" or the schema path
   std::vector<std::string> conditions;  // conditioning variables, if any
 };
 

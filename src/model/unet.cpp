@@ -27,8 +27,9 @@ void UNetConfig::validate() const {
 }
 
 json UNetConfig::to_json() const {
-  return {{"features", features}, {"hidden", hidden},   {"levels", levels},    {"groups", groups},
-          {"dropout", dropout},   {"n_steps", n_steps}, {"time_dim", time_dim}, {"cond_sizes", cond_sizes}};
+  return {{"features", features}, {"hidden", hidden},        {"levels", levels},
+          {"groups", groups},     {"dropout", dropout},      {"n_steps", n_steps},
+          {"time_dim", time_dim}, {"cond_sizes", cond_sizes}};
 }
 
 UNetConfig UNetConfig::from_json(const json& j) {
@@ -149,14 +150,15 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x_in, const torch::Tensor& 
   torch::Tensor ce;  // condition embedding [B, time_dim]
   const auto n_cond = static_cast<int64_t>(config_.cond_sizes.size());
   if (n_cond > 0) {
-    if (cond.defined() && (cond.dim() != 2 || cond.size(0) != x_in.size(0) ||
-                           cond.size(1) != n_cond))
+    if (cond.defined() &&
+        (cond.dim() != 2 || cond.size(0) != x_in.size(0) || cond.size(1) != n_cond))
       throw UsageError("U-Net conditions must be [batch, " + std::to_string(n_cond) + "]");
     for (int64_t k = 0; k < n_cond; ++k) {
-      auto idx = cond.defined() ? cond.select(1, k)
-                                : torch::full({x_in.size(0)}, config_.cond_sizes[k] - 1,
-                                              torch::TensorOptions().dtype(torch::kLong).device(
-                                                  x_in.device()));
+      auto idx =
+          cond.defined()
+              ? cond.select(1, k)
+              : torch::full({x_in.size(0)}, config_.cond_sizes[k] - 1,
+                            torch::TensorOptions().dtype(torch::kLong).device(x_in.device()));
       auto e = cond_emb_[k]->as<torch::nn::Embedding>()->forward(idx);
       ce = ce.defined() ? ce + e : e;
     }

@@ -76,11 +76,12 @@ Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleRes
     torch::Tensor x;
     {
       compat::AutocastScope amp(device.type(), autocast, amp_dtype);
-      x = reverse_diffusion(denoise, model.schedule, {b, c, len}, sopt, [&](int64_t k, int64_t steps) {
-        pr.step = k;
-        pr.steps = steps;
-        if (on_progress) on_progress(pr);
-      });
+      x = reverse_diffusion(denoise, model.schedule, {b, c, len}, sopt,
+                            [&](int64_t k, int64_t steps) {
+                              pr.step = k;
+                              pr.steps = steps;
+                              if (on_progress) on_progress(pr);
+                            });
     }
     x = x.to(torch::kCPU, torch::kFloat);
     pr.attempted += b;

@@ -38,9 +38,8 @@ std::vector<int64_t> ddim_timesteps(int64_t n_steps, int64_t k) {
 
 namespace {
 Denoiser plain(UNet& net) {
-  return [net](const torch::Tensor& x, const torch::Tensor& t) mutable {
-    return net->forward(x, t);
-  };
+  return
+      [net](const torch::Tensor& x, const torch::Tensor& t) mutable { return net->forward(x, t); };
 }
 }  // namespace
 
