@@ -96,6 +96,20 @@ TEST(Train, ResumeNeedsMoreEpochs) {
   EXPECT_THROW(train(rest), UsageError);
 }
 
+TEST(Train, TimeLimitStopsBetweenEpochsAndSaves) {
+  TempDir dir;
+  TrainConfig c = tiny_config(dir);
+  c.epochs = 50;
+  c.time_limit_s = 1e-6;  // any epoch overruns it: exactly one is trained
+  const TrainResult r = train(c);
+  EXPECT_TRUE(r.time_limited);
+  EXPECT_EQ(r.epochs_done, 1);
+  EXPECT_EQ(load_checkpoint(c.out_path).epoch, 1);
+  TrainConfig bad = c;
+  bad.time_limit_s = -1;
+  EXPECT_THROW(bad.validate(), UsageError);
+}
+
 TEST(Train, ProgressAndLogPerEpoch) {
   TempDir dir;
   auto c = tiny_config(dir);

@@ -148,6 +148,10 @@ Action register_train(CLI::App& app) {
          [](TrainConfig& c, const std::string& v) { c.device = v; });
   ov.add(sub, "--checkpoint-every", "Save every N epochs (always at the end)", d.checkpoint_every,
          [](TrainConfig& c, int64_t v) { c.checkpoint_every = v; });
+  ov.add(sub, "--time-limit",
+         "Stop before an epoch that would end past this many seconds, saving the checkpoint "
+         "(0 = none; resume to continue)",
+         d.time_limit_s, [](TrainConfig& c, double v) { c.time_limit_s = v; });
   add_threads_option(sub, &o->threads);
 
   return [o] {
@@ -190,7 +194,7 @@ Action register_train(CLI::App& app) {
     status.finish();
     std::cout << "trained " << r.epochs_done << " epochs in " << format_duration(r.seconds)
               << ", final loss " << fmt_num(r.final_loss) << "; checkpoint " << cfg.out_path
-              << "\n";
+              << (r.time_limited ? " (stopped at the time limit)" : "") << "\n";
   };
 }
 

@@ -57,6 +57,9 @@ struct TrainConfig {
   std::string device = "cpu";
   // Checkpoints: every `checkpoint_every` epochs, and always at the end.
   int64_t checkpoint_every = 1;
+  // > 0: stop (and save) before an epoch that would end past this many
+  // seconds of training, so runs can be compared at equal training time.
+  double time_limit_s = 0;
   std::string preset = "default";
 
   void validate() const;  // throws UsageError
@@ -99,7 +102,8 @@ struct TrainResult {
   int64_t epochs_done = 0;
   double final_loss = 0;
   double seconds = 0;
-  bool stopped_early = false;
+  bool stopped_early = false;  // should_stop asked
+  bool time_limited = false;   // the time limit ended the run before --epochs
 };
 
 TrainResult train(const TrainConfig& config, const TrainCallbacks& callbacks = {});

@@ -61,6 +61,8 @@ void TrainConfig::validate() const {
   need(device == "cpu" || device == "cuda" || device.rfind("cuda:", 0) == 0,
        "--device must be cpu or cuda[:N], is '" + device + "'");
   need(checkpoint_every >= 1, "--checkpoint-every must be >= 1");
+  need(time_limit_s >= 0 && std::isfinite(time_limit_s),
+       "--time-limit must be >= 0 seconds (0 = none)");
   scaler.validate();
 }
 

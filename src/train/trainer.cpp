@@ -46,6 +46,7 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
     saved.out_path = given.out_path;
     saved.log_path = given.log_path;
     saved.checkpoint_every = given.checkpoint_every;
+    saved.time_limit_s = given.time_limit_s;
     saved.resume_path = given.resume_path;
     if (!given.data_path.empty()) saved.data_path = given.data_path;
     cfg = saved;
@@ -230,7 +231,11 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
     log_text += line.str();
     write_text_atomically(log_path, log_text);
 
-    const bool last = epoch + 1 == cfg.epochs;
+    // Whole epochs only: stop when the next one would end past the limit.
+    const double epoch_s = seconds_since(t_epoch);
+    const bool out_of_time = cfg.time_limit_s > 0 && epoch + 1 < cfg.epochs &&
+                             seconds_since(t_start) + epoch_s > cfg.time_limit_s;
+    const bool last = epoch + 1 == cfg.epochs || out_of_time;
     if (last || (epoch + 1 - start_epoch) % cfg.checkpoint_every == 0) {
       json meta;
       meta["train_config"] = cfg.to_json();
@@ -245,6 +250,10 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
     if (cb.on_progress) cb.on_progress(pr);
     result.epochs_done = epoch + 1;
     result.final_loss = pr.loss;
+    if (out_of_time) {
+      result.time_limited = true;
+      break;
+    }
   }
   result.seconds = seconds_since(t_start);
   return result;

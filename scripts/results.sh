@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Regenerates docs/RESULTS.md: `--preset seed` (the original) against the default, at
+# the same training time on this machine, on both bundled datasets, each sampled to
+# the real training cohort's size and scored by `healthgym evaluate`; then fidelity
+# against the number of DDIM steps K, and a conditional subgroup.
+#
+#   scripts/results.sh                 # PhysioNet 300 s and pbcseq 150 s of training per arm
+#   PHYSIONET_TRAIN_S=1800 PBC_TRAIN_S=900 HIDDEN=128 scripts/results.sh
+#
+# Environment: HIDDEN (U-Net width of both arms, 64), KS (DDIM steps swept, "10 25 50 100
+# 500"), OUT (work directory, out/results), DATASETS ("physionet pbc"), RESULTS_MD
+# (docs/RESULTS.md), GUIDANCE (1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+HIDDEN=${HIDDEN:-64}
+KS=${KS:-"10 25 50 100 500"}
+OUT=${OUT:-out/results}
+DATASETS=${DATASETS:-"physionet pbc"}
+PHYSIONET_TRAIN_S=${PHYSIONET_TRAIN_S:-300}
+PBC_TRAIN_S=${PBC_TRAIN_S:-150}
+HG=./build/healthgym
+[ -x "$HG" ] || scripts/build.sh --target healthgym
+mkdir -p "$OUT"
+runs="$OUT/runs.tsv"
+: >"$runs"
+
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+
+# Splits a long-format CSV by patient (rows of a patient are contiguous): the first
+# $2 patients to $3, the next $4 to $5.
+split_patients() {
+  awk -F, -v n1="$2" -v f1="$3" -v n2="$4" -v f2="$5" '
+    NR == 1 { print > f1; print > f2; next }
+    $1 != last { n++; last = $1 }
+    n <= n1 { print > f1; next }
+    n <= n1 + n2 { print > f2 }
+  ' "$1"
+}
+
+# Keeps the patients whose column $2 equals $3 (static, so any row decides).
+subgroup() {
+  awk -F, -v col="$2" -v val="$3" '
+    NR == 1 { for (i = 1; i <= NF; i++) if ($i == col) c = i; print; next }
+    $c == val { print }
+  ' "$1"
+}
+
+patients() { awk -F, 'NR > 1 && $1 != last { n++; last = $1 } END { print n }' "$1"; }
+
+# evaluate_run DATASET ARM SYN: scores SYN against the dataset's train/holdout.
+evaluate_run() {
+  local d=$1 arm=$2 syn=$3
+  local extra=()
+  [ -n "$OUTCOME" ] && extra=(--outcome "$OUTCOME")
+  "$HG" evaluate --real "$REAL" --synthetic "$syn" --holdout "$HOLDOUT" --id "$ID" \
+    --time "$TIME" "${extra[@]}" --out "$OUT/$d/$arm" >"$OUT/$d/$arm.evaluate.log" 2>&1
+}
+
+# record DATASET ARM TRAIN_S EPOCHS SAMPLE_S ACCEPTANCE SAMPLER NOTE
+record() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$runs"; }
+
+epochs_of() { "$HG" info "$1" --json | sed -n 's/^  "epoch": \([0-9]*\),*$/\1/p' | head -n 1; }
+
+acceptance_of() { sed -n 's/.*guardrail acceptance \([0-9.]*\)%.*/\1/p' "$1" | tail -n 1; }
+
+run_dataset() {
+  local d=$1 src train_s n
+  case $d in
+    physionet)
+      src=data/physionet2012_set_a.csv ID=stay_id TIME=hour OUTCOME=in_hospital_death
+      train_s=$PHYSIONET_TRAIN_S
+      split_patients "$src" 2000 "$OUT/$d/real.csv" 1000 "$OUT/$d/holdout.csv"
+      ;;
+    pbc)
+      src=data/pbcseq.csv ID=id TIME=day OUTCOME=""
+      train_s=$PBC_TRAIN_S
+      split_patients "$src" 250 "$OUT/$d/real.csv" 62 "$OUT/$d/holdout.csv"
+      ;;
+  esac
+  REAL=$OUT/$d/real.csv HOLDOUT=$OUT/$d/holdout.csv
+  n=$(patients "$REAL")
+  echo "== $d: $n training patients, $(patients "$HOLDOUT") held out, ${train_s}s of training per arm"
+
+  for arm in seed default; do
+    echo "-- $d/$arm: training"
+    "$HG" train --preset "$arm" --data "$REAL" --id "$ID" --time "$TIME" --hidden "$HIDDEN" \
+      --epochs 1000000 --time-limit "$train_s" --out "$OUT/$d/$arm.hg" \
+      >"$OUT/$d/$arm.train.log" 2>&1
+  done
+
+  # Seed: the original samples with DDPM over all T steps behind its guardrail. Its
+  # acceptance is measured on 200 sequences; the cohort itself is then written with
+  # --no-guardrail (out-of-range values clamped), since a low acceptance would make
+  # the original's own loop run for hours.
+  echo "-- $d/seed: guardrail probe and sampling"
+  "$HG" sample --model "$OUT/$d/seed.hg" --n 200 --max-attempts 200 \
+    --out "$OUT/$d/seed_probe.csv" >"$OUT/$d/seed_probe.log" 2>&1 || true
+  local acc
+  acc=$(acceptance_of "$OUT/$d/seed_probe.log")
+  if [ -z "$acc" ]; then
+    acc=$(sed -n 's/.*(acceptance \([0-9.]*\)%).*/\1/p' "$OUT/$d/seed_probe.log" | tail -n 1)
+  fi
+  local t0 t1
+  t0=$(now)
+  "$HG" sample --model "$OUT/$d/seed.hg" --n "$n" --no-guardrail --out "$OUT/$d/seed.csv" \
+    >"$OUT/$d/seed.sample.log" 2>&1
+  t1=$(now)
+  record "$d" seed "$train_s" "$(epochs_of "$OUT/$d/seed.hg")" "$(secs "$t0" "$t1")" "${acc:-0}" \
+    "ddpm 500" "guardrail acceptance from a 200-sequence probe; cohort written without it"
+  evaluate_run "$d" seed "$OUT/$d/seed.csv"
+
+  # Default: sample's defaults (x0 clamped, EMA weights, statics held), K swept.
+  for k in $KS; do
+    echo "-- $d/default: sampling with K = $k"
+    local sampler=(--sampler ddim --sample-steps "$k")
+    [ "$k" = 500 ] && sampler=(--sampler ddpm)
+    t0=$(now)
+    "$HG" sample --model "$OUT/$d/default.hg" --n "$n" "${sampler[@]}" \
+      --out "$OUT/$d/default_k$k.csv" >"$OUT/$d/default_k$k.sample.log" 2>&1
+    t1=$(now)
+    record "$d" "default_k$k" "$train_s" "$(epochs_of "$OUT/$d/default.hg")" "$(secs "$t0" "$t1")" \
+      "$(acceptance_of "$OUT/$d/default_k$k.sample.log")" "${sampler[*]}" ""
+    evaluate_run "$d" "default_k$k" "$OUT/$d/default_k$k.csv"
+  done
+
+  if [ "$d" = physionet ]; then
+    # A subgroup: stays that ended in death, generated on request and scored
+    # against the real subgroup.
+    echo "-- $d/default: conditional subgroup in_hospital_death=yes"
+    subgroup "$REAL" in_hospital_death yes >"$OUT/$d/real_died.csv"
+    subgroup "$HOLDOUT" in_hospital_death yes >"$OUT/$d/holdout_died.csv"
+    local m
+    m=$(patients "$OUT/$d/real_died.csv")
+    t0=$(now)
+    "$HG" sample --model "$OUT/$d/default.hg" --n "$m" --sampler ddim --sample-steps 50 \
+      --condition in_hospital_death=yes --guidance "${GUIDANCE:-1}" \
+      --out "$OUT/$d/died.csv" >"$OUT/$d/died.sample.log" 2>&1
+    t1=$(now)
+    record "$d" died "$train_s" "$(epochs_of "$OUT/$d/default.hg")" "$(secs "$t0" "$t1")" \
+      "$(acceptance_of "$OUT/$d/died.sample.log")" "ddim 50, --condition in_hospital_death=yes" \
+      "$(sed -n 's/^conditions: //p' "$OUT/$d/died.sample.log")"
+    REAL=$OUT/$d/real_died.csv HOLDOUT=$OUT/$d/holdout_died.csv OUTCOME="" \
+      evaluate_run "$d" died "$OUT/$d/died.csv"
+  fi
+}
+
+for d in $DATASETS; do
+  mkdir -p "$OUT/$d"
+  run_dataset "$d"
+done
+
+md=${RESULTS_MD:-docs/RESULTS.md}
+/usr/bin/env python3 scripts/results_table.py "$OUT" "$HIDDEN" >"$md.tmp"
+mv "$md.tmp" "$md"
+echo "wrote $md"
