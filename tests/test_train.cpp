@@ -85,6 +85,39 @@ TEST(Train, ResumeEqualsUninterruptedRun) {
     for (size_t col = 0; col < 4; ++col) EXPECT_EQ(a.rows[r][col], b.rows[r][col]);
 }
 
+TEST(Train, StopMidEpochThenResumeEqualsUninterruptedRun) {
+  TempDir dir;
+  auto c = tiny_config(dir);  // 40 patients, batch 16: 3 steps per epoch
+  c.epochs = 3;
+  train(c);
+  auto straight = load_checkpoint(c.out_path);
+  // Stop at the 5th poll (epoch 2, step 2) and, separately, at the 4th
+  // (between epochs 1 and 2): both resume to the unbroken run's weights.
+  for (int stop_at : {5, 4}) {
+    auto first = tiny_config(dir);
+    first.epochs = 3;
+    first.out_path = dir.file("part" + std::to_string(stop_at) + ".hg");
+    int polls = 0;
+    TrainCallbacks cb;
+    cb.should_stop = [&] { return ++polls == stop_at; };
+    const auto r1 = train(first, cb);
+    EXPECT_TRUE(r1.stopped_early);
+    EXPECT_EQ(r1.epochs_done, 1);
+    EXPECT_EQ(r1.stopped_at_step, stop_at - 4);
+    auto saved = load_checkpoint(first.out_path);
+    EXPECT_EQ(saved.epoch, 1);
+    EXPECT_EQ(saved.meta.at("epoch_step").get<int64_t>(), stop_at - 4);
+    TrainConfig rest;
+    rest.resume_path = first.out_path;
+    rest.out_path = first.out_path;
+    rest.epochs = 3;
+    EXPECT_EQ(train(rest).epochs_done, 3);
+    auto resumed = load_checkpoint(rest.out_path);
+    EXPECT_TRUE(same_weights(straight.model.net, resumed.model.net)) << "stop at poll " << stop_at;
+    EXPECT_FALSE(resumed.meta.contains("epoch_rng"));  // a whole-epoch checkpoint again
+  }
+}
+
 TEST(Train, ResumeNeedsMoreEpochs) {
   TempDir dir;
   auto c = tiny_config(dir);

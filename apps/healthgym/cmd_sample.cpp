@@ -79,6 +79,9 @@ Action register_sample(CLI::App& app) {
                   "Classifier-free guidance scale w: 1 = the conditional model as trained, > 1 "
                   "sharper subgroups (two network calls per step), 0 = unconditional")
       ->capture_default_str();
+  sub->add_flag("--allow-copies", c.allow_copies,
+                "Write the cohort even if some synthetic patients are exact copies of training "
+                "patients (a warning names them); by default nothing is written then");
   add_threads_option(sub, &o->threads);
 
   return [o] {
@@ -110,6 +113,13 @@ Action register_sample(CLI::App& app) {
                   format_duration(r.seconds).c_str(), 100.0 * r.acceptance_rate,
                   static_cast<long long>(r.accepted), static_cast<long long>(r.attempted));
     std::cout << buf << "\n";
+    if (r.copies > 0)
+      std::cerr << "WARNING: " << r.copies
+                << " synthetic patients are exact copies of training patients; do not share "
+                   "this cohort as de-identified\n";
+    else if (!r.copies_checked)
+      std::cerr << "note: this checkpoint holds no training fingerprints; copies of training "
+                   "patients were not checked (run 'healthgym evaluate')\n";
     if (r.conditional) {
       std::snprintf(buf, sizeof buf,
                     "conditions: %.1f%% of patients came out with the labels they were generated "

@@ -1,3 +1,4 @@
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -5,6 +6,7 @@
 
 #include "commands.hpp"
 #include "common.hpp"
+#include "healthgym/error.hpp"
 #include "healthgym/train.hpp"
 
 namespace healthgym::cli {
@@ -32,6 +34,21 @@ class Overrides {
  private:
   std::vector<std::function<void(TrainConfig&)>> apply_;
 };
+
+volatile std::sig_atomic_t g_stop_signal = 0;
+
+// First SIGINT/SIGTERM: finish the current step, save, exit. SA_RESETHAND makes
+// a second one end the process at once.
+void on_stop_signal(int sig) { g_stop_signal = sig; }
+
+void install_stop_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESETHAND;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
 
 std::string join(const std::vector<std::string>& v) {
   std::string s;
@@ -166,6 +183,8 @@ Action register_train(CLI::App& app) {
     }
     StatusLine status;
     TrainCallbacks cb;
+    install_stop_handlers();
+    cb.should_stop = [] { return g_stop_signal != 0; };
     cb.on_start = [&](const TrainInfo& info) {
       std::cerr << "training on " << info.patients << " patients: " << info.channels
                 << " channels x " << info.working_length << " steps, " << info.parameters
@@ -192,6 +211,13 @@ Action register_train(CLI::App& app) {
     };
     const TrainResult r = train(cfg, cb);
     status.finish();
+    if (r.stopped_early)
+      throw Interrupted(std::string("stopped by ") +
+                        (g_stop_signal == SIGTERM ? "SIGTERM" : "SIGINT") + " after " +
+                        std::to_string(r.epochs_done) + " epochs and " +
+                        std::to_string(r.stopped_at_step) + " steps; checkpoint saved to " +
+                        cfg.out_path + ". Continue with: healthgym train --resume " + cfg.out_path +
+                        " --epochs " + std::to_string(cfg.epochs));
     std::cout << "trained " << r.epochs_done << " epochs in " << format_duration(r.seconds)
               << ", final loss " << fmt_num(r.final_loss) << "; checkpoint " << cfg.out_path
               << (r.time_limited ? " (stopped at the time limit)" : "") << "\n";

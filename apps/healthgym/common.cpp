@@ -17,7 +17,8 @@ int run_guarded(const std::function<void()>& body) {
     body();
     return 0;
   } catch (const Error& e) {
-    std::cerr << "healthgym: error: " << e.what() << "\n";
+    std::cerr << (e.kind() == ErrorKind::kInterrupted ? "healthgym: " : "healthgym: error: ")
+              << e.what() << "\n";
     return e.exit_code();
   } catch (const c10::Error& e) {
     std::string what = e.what();

@@ -27,6 +27,8 @@ struct DiffusionModel {
   UNet net{nullptr};
   UNet ema{nullptr};  // averaged weights for sampling, when trained with EMA
   NoiseSchedule schedule{nullptr};
+  // record_fingerprints() of the training patients: sampling refuses exact copies.
+  std::vector<uint64_t> training_fingerprints;
 
   static DiffusionModel create(const Encoder& encoder, const UNetConfig& unet,
                                const DiffusionConfig& diffusion,
@@ -57,5 +59,8 @@ void restore_optimizer(const CheckpointContents& ckpt, torch::optim::Optimizer& 
 
 torch::Tensor cpu_rng_state();
 void set_cpu_rng_state(const torch::Tensor& state);
+// A generator state as hex text, for the checkpoint's metadata.
+std::string rng_state_to_hex(const torch::Tensor& state);
+torch::Tensor rng_state_from_hex(const std::string& hex);  // throws InputError
 
 }  // namespace healthgym

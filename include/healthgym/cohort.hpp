@@ -38,6 +38,11 @@ Cohort load_cohort(const CsvTable& table, const Schema& schema);
 // Writes a cohort as CSV in the schema's column order and output style.
 std::string format_cohort_csv(const Cohort& cohort, const Schema& schema);
 
+// One 64-bit FNV-1a hash per patient of its rows as the CSV would write them,
+// id left out: two patients with the same hash print the same record. Lets a
+// checkpoint recognise copies of training patients without holding their data.
+std::vector<uint64_t> record_fingerprints(const Cohort& cohort, const Schema& schema);
+
 // Parses a number the way the CSV reader needs: the whole text, finite.
 bool parse_double(const std::string& s, double* out);
 

@@ -7,10 +7,11 @@
 namespace healthgym {
 
 enum class ErrorKind {
-  kUsage = 2,   // a configuration or argument that cannot work
-  kInput = 3,   // the data, schema or checkpoint given is malformed
-  kIo = 4,      // a file cannot be read or written
-  kRuntime = 5  // the computation failed (e.g. the guardrail never accepted enough)
+  kUsage = 2,         // a configuration or argument that cannot work
+  kInput = 3,         // the data, schema or checkpoint given is malformed
+  kIo = 4,            // a file cannot be read or written
+  kRuntime = 5,       // the computation failed (e.g. the guardrail never accepted enough)
+  kInterrupted = 130  // stopped by SIGINT/SIGTERM after saving what can be resumed
 };
 
 class Error : public std::runtime_error {
@@ -34,6 +35,9 @@ struct IoError : Error {
 };
 struct RuntimeError : Error {
   explicit RuntimeError(const std::string& w) : Error(ErrorKind::kRuntime, w) {}
+};
+struct Interrupted : Error {
+  explicit Interrupted(const std::string& w) : Error(ErrorKind::kInterrupted, w) {}
 };
 
 // "file:line:col: message (value 'v')": the one format every input error uses.

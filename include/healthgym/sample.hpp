@@ -43,6 +43,9 @@ struct SampleConfig {
   // guidance scale w (1 = the conditional model as trained; > 1 sharper).
   std::vector<std::string> conditions;
   double guidance = 1.0;
+  // A synthetic patient identical to a training patient (as written) stops the
+  // run before anything is written, unless allowed (then it is reported).
+  bool allow_copies = false;
 
   void validate() const;  // throws UsageError
 };
@@ -61,6 +64,8 @@ struct SampleResult {
   bool conditional = false;
   double condition_match = 1.0;
   double subgroup_share_real = 1.0;
+  bool copies_checked = false;  // the checkpoint holds training fingerprints
+  int64_t copies = 0;           // synthetic patients identical to a training patient
   double seconds = 0;
 };
 

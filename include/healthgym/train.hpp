@@ -95,15 +95,18 @@ struct TrainInfo {  // reported once before the first step
 struct TrainCallbacks {
   std::function<void(const TrainInfo&)> on_start;
   std::function<void(const TrainProgress&)> on_progress;
-  std::function<bool()> should_stop;  // polled between steps
+  // Polled between steps. A stop mid-epoch saves a checkpoint that resumes at
+  // the next step, so stop + resume ends with the weights of an unbroken run.
+  std::function<bool()> should_stop;
 };
 
 struct TrainResult {
   int64_t epochs_done = 0;
   double final_loss = 0;
   double seconds = 0;
-  bool stopped_early = false;  // should_stop asked
-  bool time_limited = false;   // the time limit ended the run before --epochs
+  bool stopped_early = false;   // should_stop asked
+  int64_t stopped_at_step = 0;  // then: steps of the unfinished epoch kept in the checkpoint
+  bool time_limited = false;    // the time limit ended the run before --epochs
 };
 
 TrainResult train(const TrainConfig& config, const TrainCallbacks& callbacks = {});

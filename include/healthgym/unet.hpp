@@ -84,4 +84,10 @@ torch::Tensor align_length(const torch::Tensor& x, int64_t n);
 
 int64_t count_parameters(torch::nn::Module& module);
 
+// Floating-point operations (2 per multiply-add) of one forward pass over one
+// sequence of `length` steps: the convolutions, linear layers and FiLM MLPs
+// (normalisation and activations are left out: they are memory-bound).
+// A training step costs about three forward passes.
+double unet_forward_flops(const UNetConfig& config, int64_t length);
+
 }  // namespace healthgym

@@ -40,6 +40,29 @@ void sync(const torch::Device& d) {
   if (d.is_cuda()) torch::cuda::synchronize();
 }
 
+// The machine's measured matrix-multiply rate in `dtype`: the floor's yardstick.
+double peak_matmul_gflops(const torch::Device& device, torch::ScalarType dtype) {
+  torch::NoGradGuard ng;
+  const int64_t n = 1024;
+  auto a = torch::randn({n, n}, torch::TensorOptions().device(device)).to(dtype);
+  auto b = torch::randn({n, n}, torch::TensorOptions().device(device)).to(dtype);
+  auto r = torch::mm(a, b);
+  sync(device);
+  using Clock = std::chrono::steady_clock;
+  int64_t reps = 0;
+  const auto t0 = Clock::now();
+  double s = 0;
+  do {
+    r = torch::mm(a, b);
+    ++reps;
+    if (reps % 4 == 0) sync(device);
+    s = std::chrono::duration<double>(Clock::now() - t0).count();
+  } while (s < 0.5 || reps % 4 != 0);
+  sync(device);
+  s = std::chrono::duration<double>(Clock::now() - t0).count();
+  return 2.0 * n * n * n * static_cast<double>(reps) / s / 1e9;
+}
+
 }  // namespace
 
 json run_bench(const BenchConfig& c) {
@@ -123,7 +146,19 @@ json run_bench(const BenchConfig& c) {
   const double sample_s =
       std::chrono::duration<double>(Clock::now() - t0).count() * static_cast<double>(chain) / timed;
 
+  const double fwd = unet_forward_flops(uc, c.target_len);
+  const double peak = peak_matmul_gflops(
+      device, c.precision == Precision::kFp32
+                  ? torch::kFloat
+                  : (c.precision == Precision::kBf16 ? torch::kBFloat16 : torch::kHalf));
+  const double train_gflop = 3.0 * fwd / 1e9;
   return {{"impl", "healthgym"},
+          {"forward_gflop_per_seq", fwd / 1e9},
+          {"train_gflop_per_seq", train_gflop},
+          {"peak_matmul_gflops", peak},
+          // The floor: no implementation trains faster than the FLOPs allow at peak.
+          {"train_seq_per_s_ceiling", peak / train_gflop},
+          {"sample_seq_step_per_s_ceiling", peak / (fwd / 1e9)},
           {"torch", compat::torch_version()},
           {"device", c.device},
           {"threads", torch::get_num_threads()},

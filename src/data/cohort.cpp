@@ -17,6 +17,29 @@ int64_t Cohort::max_length() const {
   return m;
 }
 
+std::vector<uint64_t> record_fingerprints(const Cohort& co, const Schema& schema) {
+  std::vector<uint64_t> out;
+  out.reserve(static_cast<size_t>(co.n_patients()));
+  Cohort one;  // one patient at a time: quoted labels may hold newlines
+  one.n_vars = co.n_vars;
+  one.patient_ids = {std::string()};
+  one.start = {0};
+  for (int64_t p = 0; p < co.n_patients(); ++p) {
+    const int64_t r0 = co.start[p], n = co.length[p];
+    one.length = {n};
+    one.times.assign(co.times.begin() + r0, co.times.begin() + r0 + n);
+    one.cells.assign(co.cells.begin() + r0 * co.n_vars, co.cells.begin() + (r0 + n) * co.n_vars);
+    const std::string text = format_cohort_csv(one, schema);
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = text.find('\n') + 1; i < text.size(); ++i) {  // past the header
+      h ^= static_cast<unsigned char>(text[i]);
+      h *= 0x100000001b3ULL;
+    }
+    out.push_back(h);
+  }
+  return out;
+}
+
 bool parse_double(const std::string& s, double* out) {
   if (s.empty()) return false;
   // strtod accepts "nan", "inf", hex and leading spaces; data files must not.

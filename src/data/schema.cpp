@@ -1,6 +1,7 @@
 #include "healthgym/schema.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <map>
 #include <set>
@@ -255,6 +256,18 @@ int count_decimals(const std::string& s) {
 
 }  // namespace
 
+namespace {
+
+// NaN and infinities as strtod spells them: numbers, but never valid data.
+bool is_nonfinite_token(const std::string& cell) {
+  std::string t;
+  for (char ch : cell) t += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (!t.empty() && (t[0] == '+' || t[0] == '-')) t.erase(0, 1);
+  return t == "nan" || t == "inf" || t == "infinity";
+}
+
+}  // namespace
+
 Schema infer_schema(const CsvTable& table, const std::string& id_column,
                     const std::string& time_column, const InferOptions& options) {
   const long id_col = table.column_of(id_column);
@@ -283,6 +296,7 @@ Schema infer_schema(const CsvTable& table, const std::string& id_column,
     std::vector<double> values;
     values.reserve(n_rows);
     int decimals = 0;
+    long nonfinite_row = -1;  // first NaN/inf token in an otherwise numeric column
     for (size_t r = 0; r < n_rows; ++r) {
       const std::string& cell = table.rows[r][c];
       if (cell.empty()) {
@@ -295,11 +309,20 @@ Schema infer_schema(const CsvTable& table, const std::string& id_column,
       if (all_numeric && parse_double(cell, &x)) {
         values.push_back(x);
         decimals = std::max(decimals, count_decimals(cell));
+      } else if (all_numeric && is_nonfinite_token(cell)) {
+        if (nonfinite_row < 0) nonfinite_row = static_cast<long>(r);
+        continue;
       } else {
         all_numeric = false;
       }
       if (distinct.size() <= 64) distinct.emplace(cell, x);
     }
+    if (all_numeric && nonfinite_row >= 0)
+      throw InputError(located(table.path, table.line_of_row[static_cast<size_t>(nonfinite_row)],
+                               static_cast<long>(c + 1),
+                               "non-finite value in numeric column '" + v.name +
+                                   "'; leave the cell empty for a missing value",
+                               table.rows[static_cast<size_t>(nonfinite_row)][c]));
     if (n_present == 0)
       throw InputError(table.path + ":1:" + std::to_string(c + 1) + ": column '" + v.name +
                        "' has no values at all; drop it or give a schema");

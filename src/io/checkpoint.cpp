@@ -47,6 +47,33 @@ void set_cpu_rng_state(const torch::Tensor& state) {
   gen.set_state(state);
 }
 
+std::string rng_state_to_hex(const torch::Tensor& state) {
+  auto bytes = state.to(torch::kCPU).contiguous();
+  const auto* p = bytes.data_ptr<uint8_t>();
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  out.reserve(static_cast<size_t>(bytes.numel()) * 2);
+  for (int64_t i = 0; i < bytes.numel(); ++i) {
+    out += digits[p[i] >> 4];
+    out += digits[p[i] & 15];
+  }
+  return out;
+}
+
+torch::Tensor rng_state_from_hex(const std::string& hex) {
+  if (hex.size() % 2 != 0) throw InputError("checkpoint: a generator state is malformed");
+  auto out = torch::empty({static_cast<int64_t>(hex.size() / 2)}, torch::kUInt8);
+  auto* p = out.data_ptr<uint8_t>();
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    throw InputError("checkpoint: a generator state is malformed");
+  };
+  for (size_t i = 0; i < hex.size() / 2; ++i)
+    p[i] = static_cast<uint8_t>(nibble(hex[2 * i]) * 16 + nibble(hex[2 * i + 1]));
+  return out;
+}
+
 void save_checkpoint(const std::string& path, DiffusionModel& model, json meta,
                      torch::optim::Optimizer* optimizer, const torch::Tensor& rng_state) {
   meta["format"] = "healthgym-checkpoint";
@@ -57,6 +84,7 @@ void save_checkpoint(const std::string& path, DiffusionModel& model, json meta,
   meta["unet"] = model.unet_config.to_json();
   meta["diffusion"] = model.diffusion.to_json();
   if (!model.conditions.empty()) meta["conditions"] = model.conditions.to_json();
+  meta["training_fingerprints"] = model.training_fingerprints;
 
   torch::serialize::OutputArchive archive;
   archive.write("meta", c10::IValue(meta.dump()));
@@ -134,6 +162,9 @@ CheckpointContents load_checkpoint(const std::string& path, const torch::Device&
     if (out.model.unet_config.features != unet.features ||
         out.model.unet_config.cond_sizes != unet.cond_sizes)
       throw InputError(path + ": checkpoint's network width does not match its schema");
+    if (meta.contains("training_fingerprints"))
+      out.model.training_fingerprints =
+          meta.at("training_fingerprints").get<std::vector<uint64_t>>();
     torch::serialize::InputArchive weights;
     archive.read("weights", weights);
     out.model.net->load(weights);

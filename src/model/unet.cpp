@@ -193,4 +193,23 @@ int64_t count_parameters(torch::nn::Module& module) {
   return n;
 }
 
+double unet_forward_flops(const UNetConfig& c, int64_t length) {
+  const double ch = static_cast<double>(c.hidden), f = static_cast<double>(c.features);
+  const double cc = ch * ch;
+  auto conv = [&](double k, double out_len) { return 2.0 * k * cc * out_len; };
+  double flops = 2.0 * (f * ch + cc) * length + 2.0 * (cc + ch * f) * length;  // MLPs in/out
+  std::vector<double> lens{static_cast<double>(length)};
+  for (int64_t i = 0; i < c.levels; ++i) lens.push_back(std::floor(lens.back() / 2.0));
+  for (int64_t i = 0; i < c.levels; ++i) {
+    flops += 2 * conv(3, lens[i]) * 2;  // down and up residual blocks, two convs each
+    flops += conv(4, lens[i + 1]);      // stride-2 down-sampling
+    flops += conv(4, lens[i + 1]);      // transposed conv: 4 taps per input step
+  }
+  flops += 4 * conv(3, lens[c.levels]);           // two mid blocks
+  flops += conv(3, static_cast<double>(length));  // out conv
+  const double film = 2.0 * (c.time_dim * 2 * ch + 4 * cc);
+  flops += film * static_cast<double>(2 * c.levels + 1);
+  return flops;
+}
+
 }  // namespace healthgym

@@ -1,5 +1,6 @@
 #include <chrono>
 #include <cmath>
+#include <unordered_set>
 
 #include "healthgym/atomic_file.hpp"
 #include "healthgym/compat.hpp"
@@ -134,7 +135,25 @@ SampleResult sample_to_csv(const SampleConfig& cfg,
   if (!resolved.use_ema.has_value()) resolved.use_ema = !seed_preset && ckpt.model.ema;
   SampleResult result;
   Cohort cohort = generate_cohort(ckpt.model, resolved, &result, on_progress);
-  write_text_atomically(cfg.out_path, format_cohort_csv(cohort, ckpt.model.encoder.schema()));
+  const Schema& schema = ckpt.model.encoder.schema();
+  const auto& known = ckpt.model.training_fingerprints;
+  result.copies_checked = !known.empty();
+  if (result.copies_checked) {
+    const std::unordered_set<uint64_t> train(known.begin(), known.end());
+    const auto mine = record_fingerprints(cohort, schema);
+    std::string ids;
+    for (size_t p = 0; p < mine.size(); ++p) {
+      if (!train.count(mine[p])) continue;
+      if (++result.copies <= 5) ids += (ids.empty() ? "" : ", ") + cohort.patient_ids[p];
+    }
+    if (result.copies > 0 && !cfg.allow_copies)
+      throw RuntimeError(
+          std::to_string(result.copies) + " of " + std::to_string(cohort.n_patients()) +
+          " synthetic patients are exact copies of training patients (ids " + ids +
+          (result.copies > 5 ? ", ..." : "") + "); nothing was written to " + cfg.out_path +
+          ". Sample with another --seed, or pass --allow-copies to write them");
+  }
+  write_text_atomically(cfg.out_path, format_cohort_csv(cohort, schema));
   return result;
 }
 

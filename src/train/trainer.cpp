@@ -102,6 +102,7 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
     model = DiffusionModel::create(encoder, unet, cfg.diffusion, conditions);
     data = model.encoder.encode(loaded.cohort);
     cond_rows = conditions.indices(loaded.cohort);
+    model.training_fingerprints = record_fingerprints(loaded.cohort, loaded.schema);
     info.schema_source = loaded.schema_source;
   }
   model.to(device);
@@ -134,11 +135,23 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
     model.ema = ema->averaged();
   }
   int64_t start_epoch = 0;
+  // A checkpoint saved mid-epoch: the steps done, the generator state the
+  // epoch's shuffle came from, and the epoch's running loss sums.
+  bool resume_mid_epoch = false;
+  int64_t resume_step = 0;
+  torch::Tensor resume_epoch_rng;
+  json resume_sums;
   if (resuming) {
     restore_optimizer(resumed, optimizer);
     if (resumed.meta.contains("scaler")) scaler.load_state(resumed.meta.at("scaler"));
     set_cpu_rng_state(resumed.rng_state);
     start_epoch = resumed.epoch;
+    resume_mid_epoch = resumed.meta.contains("epoch_rng");
+    if (resume_mid_epoch) {
+      resume_step = resumed.meta.at("epoch_step").get<int64_t>();
+      resume_epoch_rng = rng_state_from_hex(resumed.meta.at("epoch_rng").get<std::string>());
+      resume_sums = resumed.meta.at("epoch_sums");
+    }
   }
 
   info.patients = n;
@@ -159,22 +172,58 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
   const int64_t steps_per_epoch = (n + cfg.batch - 1) / cfg.batch;
   const auto t_start = Clock::now();
   TrainResult result;
+  result.epochs_done = start_epoch;
   int64_t seqs_done = 0;
   model.net->train();
 
+  auto save = [&](int64_t epochs_done, const json& extra) {
+    json meta = extra;
+    meta["train_config"] = cfg.to_json();
+    meta["epoch"] = epochs_done;
+    meta["scaler"] = scaler.state();
+    if (ema) meta["ema_updates"] = ema->updates();
+    meta["log"] = log_text;
+    save_checkpoint(cfg.out_path, model, meta, &optimizer, cpu_rng_state());
+  };
+
   for (int64_t epoch = start_epoch; epoch < cfg.epochs; ++epoch) {
     const auto t_epoch = Clock::now();
+    const bool continuing = epoch == start_epoch && resume_mid_epoch;
+    // The shuffle is drawn from the state at the epoch's start; a resumed
+    // epoch redraws the same one, then goes on from the saved state.
+    torch::Tensor epoch_rng = continuing ? resume_epoch_rng : cpu_rng_state();
+    torch::Tensor after_perm_rng;
+    if (continuing) {
+      after_perm_rng = cpu_rng_state();
+      set_cpu_rng_state(epoch_rng);
+    }
     auto perm = torch::randperm(n, torch::TensorOptions().dtype(torch::kLong));
+    if (continuing) set_cpu_rng_state(after_perm_rng);
     if (device.is_cuda()) perm = perm.to(device);
     double sum_loss = 0, sum_diff = 0, sum_rec = 0;
     int64_t skipped = 0;
+    if (continuing) {
+      sum_loss = resume_sums.at("loss").get<double>();
+      sum_diff = resume_sums.at("diffusion").get<double>();
+      sum_rec = resume_sums.at("recon").get<double>();
+      skipped = resume_sums.at("skipped").get<int64_t>();
+    }
     TrainProgress pr;
     pr.epoch = epoch + 1;
     pr.epochs = cfg.epochs;
     pr.steps_per_epoch = steps_per_epoch;
-    for (int64_t s = 0; s < steps_per_epoch; ++s) {
+    for (int64_t s = continuing ? resume_step : 0; s < steps_per_epoch; ++s) {
       if (cb.should_stop && cb.should_stop()) {
         result.stopped_early = true;
+        result.stopped_at_step = s;
+        // Saved even between epochs: this epoch's shuffle is already drawn, and
+        // --checkpoint-every may have skipped the last one.
+        json extra;
+        extra["epoch_step"] = s;
+        extra["epoch_rng"] = rng_state_to_hex(epoch_rng);
+        extra["epoch_sums"] = {
+            {"loss", sum_loss}, {"diffusion", sum_diff}, {"recon", sum_rec}, {"skipped", skipped}};
+        save(epoch, extra);
         break;
       }
       const int64_t b0 = s * cfg.batch, b1 = std::min(n, b0 + cfg.batch);
@@ -237,13 +286,7 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
                              seconds_since(t_start) + epoch_s > cfg.time_limit_s;
     const bool last = epoch + 1 == cfg.epochs || out_of_time;
     if (last || (epoch + 1 - start_epoch) % cfg.checkpoint_every == 0) {
-      json meta;
-      meta["train_config"] = cfg.to_json();
-      meta["epoch"] = epoch + 1;
-      meta["scaler"] = scaler.state();
-      if (ema) meta["ema_updates"] = ema->updates();
-      meta["log"] = log_text;
-      save_checkpoint(cfg.out_path, model, meta, &optimizer, cpu_rng_state());
+      save(epoch + 1, json::object());
       pr.checkpoint_saved = true;
     }
     pr.epoch_done = true;
