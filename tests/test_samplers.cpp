@@ -146,8 +146,15 @@ TEST(Samplers, DefaultPresetSamplesWithoutRejections) {
   s.sample_steps = 5;
   s.out_path = dir.file("ddim.csv");
   EXPECT_EQ(sample_to_csv(s).accepted, 16);
-  // A checkpoint trained with EMA carries the averaged weights.
+  // A checkpoint trained with EMA carries the averaged weights, and the
+  // per-cell statistics the marginal start of the chain needs.
   auto ck = load_checkpoint(c.out_path);
+  EXPECT_EQ(ck.model.x0_mean.sizes().vec(),
+            (std::vector<int64_t>{ck.model.encoder.channels(), ck.model.encoder.working_length()}));
+  EXPECT_TRUE(torch::all(ck.model.x0_std >= 0).item<bool>());
+  s.marginal_start = false;  // pure noise, as the original
+  s.out_path = dir.file("noise.csv");
+  EXPECT_EQ(sample_to_csv(s).accepted, 16);
   EXPECT_TRUE(static_cast<bool>(ck.model.ema));
   EXPECT_GT(ck.meta.value("ema_updates", 0), 0);
 }

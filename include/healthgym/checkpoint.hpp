@@ -27,6 +27,11 @@ struct DiffusionModel {
   UNet net{nullptr};
   UNet ema{nullptr};  // averaged weights for sampling, when trained with EMA
   NoiseSchedule schedule{nullptr};
+  // Per channel and step, the training design tensor's mean and standard
+  // deviation [C, L]: sampling can start from x_T's marginal instead of pure
+  // noise (the original's schedule keeps 28% of x0 in x_T). Undefined in
+  // checkpoints that predate them.
+  torch::Tensor x0_mean, x0_std;
   // record_fingerprints() of the training patients: sampling refuses exact copies.
   std::vector<uint64_t> training_fingerprints;
 

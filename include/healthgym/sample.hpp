@@ -38,6 +38,11 @@ struct SampleConfig {
   double eta = 0.0;
   std::optional<bool> clip_x0;
   std::optional<bool> use_ema;
+  // Start the chain from x_T's marginal, sqrt(abar_T) mean + sqrt(abar_T var +
+  // 1 - abar_T) z with the training data's per-cell mean and variance, rather
+  // than from N(0, I). Unset: on for default-preset checkpoints that hold the
+  // statistics, off for the seed preset (the original starts from pure noise).
+  std::optional<bool> marginal_start;
   // "COLUMN=VALUE" requests on the model's conditioning variables; the others
   // follow the training cohort's joint shares. guidance: classifier-free
   // guidance scale w (1 = the conditional model as trained; > 1 sharper).
@@ -57,7 +62,8 @@ struct SampleProgress {
 
 struct SampleResult {
   int64_t accepted = 0, attempted = 0;
-  double acceptance_rate = 0;
+  int64_t passed = 0;          // passed the guardrail (accepted plus the last batch's surplus)
+  double acceptance_rate = 0;  // passed / attempted
   // Conditional models: the share of patients whose generated labels already
   // matched the conditions they were generated for (they are then set to
   // them), and the requested subgroup's share of the training cohort.

@@ -33,6 +33,10 @@ void DiffusionModel::to(const torch::Device& device) {
   net->to(device);
   if (ema) ema->to(device);
   schedule->to(device);
+  if (x0_mean.defined()) {
+    x0_mean = x0_mean.to(device);
+    x0_std = x0_std.to(device);
+  }
 }
 
 torch::Tensor cpu_rng_state() {
@@ -107,6 +111,10 @@ void save_checkpoint(const std::string& path, DiffusionModel& model, json meta,
     optimizer->save(opt);
     archive.write("optimizer", opt);
   }
+  if (model.x0_mean.defined()) {
+    archive.write("x0_mean", model.x0_mean.to(torch::kCPU));
+    archive.write("x0_std", model.x0_std.to(torch::kCPU));
+  }
   archive.write("rng", rng_state.defined() ? rng_state : cpu_rng_state());
   write_atomically(path, [&](const std::string& tmp) { archive.save_to(tmp); });
   model.net->to(device);
@@ -173,6 +181,15 @@ CheckpointContents load_checkpoint(const std::string& path, const torch::Device&
       out.model.ema = UNet(out.model.unet_config);
       out.model.ema->load(ema);
       out.model.ema->eval();
+    }
+    torch::Tensor mean, std;
+    if (archive.try_read("x0_mean", mean) && archive.try_read("x0_std", std)) {
+      const std::vector<int64_t> want{out.model.encoder.channels(),
+                                      out.model.encoder.working_length()};
+      if (mean.sizes().vec() != want || std.sizes().vec() != want)
+        throw InputError(path + ": checkpoint's start statistics do not match its design tensor");
+      out.model.x0_mean = mean.to(device);
+      out.model.x0_std = std.to(device);
     }
     torch::Tensor rng;
     archive.read("rng", rng);

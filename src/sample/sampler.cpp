@@ -48,6 +48,17 @@ Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleRes
   if (ema && !model.ema)
     throw UsageError("this checkpoint has no EMA weights (trained with --ema-decay 0)");
   UNet net = ema ? model.ema : model.net;
+  const bool marginal = cfg.marginal_start.value_or(false);
+  if (marginal && !model.x0_mean.defined())
+    throw UsageError(
+        "this checkpoint holds no start statistics (trained before they were "
+        "saved); use --start noise");
+  torch::Tensor start_mean, start_std;
+  if (marginal) {
+    const double ab = model.schedule->alpha_bar[-1].item<double>();
+    start_mean = std::sqrt(ab) * model.x0_mean;
+    start_std = (ab * model.x0_std.square() + (1.0 - ab)).sqrt();
+  }
   net->eval();
   torch::manual_seed(cfg.seed);
   const int64_t c = model.encoder.channels(), len = model.encoder.working_length();
@@ -56,6 +67,7 @@ Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleRes
   const auto null_row = spec.empty() ? torch::Tensor() : spec.null_row();
 
   std::vector<torch::Tensor> kept_x, kept_len, kept_cond;
+  int64_t passed = 0;  // sequences the guardrail let through, surplus included
   SampleProgress pr;
   pr.target = cfg.n;
   while (pr.accepted < cfg.n) {
@@ -66,10 +78,11 @@ Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleRes
                          " attempts (acceptance " + std::to_string(100.0 * rate) +
                          "%); train longer, raise --max-attempts, or pass --no-guardrail");
     }
-    // Generate what is still missing, scaled up by the acceptance seen so far.
+    // Generate what is still missing, scaled up by the acceptance seen so far
+    // (only once something was rejected: otherwise exactly what is missing).
     int64_t want = cfg.n - pr.accepted;
-    if (pr.attempted > 0 && pr.accepted > 0)
-      want = static_cast<int64_t>(std::ceil(want * 1.1 * pr.attempted / pr.accepted));
+    if (passed > 0 && passed < pr.attempted)
+      want = static_cast<int64_t>(std::ceil(want * 1.1 * pr.attempted / passed));
     const int64_t b = std::min({cfg.batch, want, max_attempts - pr.attempted});
     auto lengths = model.encoder.sample_lengths(b);
     auto cond = spec.empty() ? torch::Tensor() : spec.draw(b, fixed);
@@ -77,18 +90,20 @@ Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleRes
     torch::Tensor x;
     {
       compat::AutocastScope amp(device.type(), autocast, amp_dtype);
-      x = reverse_diffusion(denoise, model.schedule, {b, c, len}, sopt,
-                            [&](int64_t k, int64_t steps) {
-                              pr.step = k;
-                              pr.steps = steps;
-                              if (on_progress) on_progress(pr);
-                            });
+      auto x_t = torch::randn({b, c, len}, torch::TensorOptions().device(device));
+      if (marginal) x_t = start_mean + start_std * x_t;
+      x = reverse_diffusion_from(denoise, model.schedule, x_t, sopt, [&](int64_t k, int64_t steps) {
+        pr.step = k;
+        pr.steps = steps;
+        if (on_progress) on_progress(pr);
+      });
     }
     x = x.to(torch::kCPU, torch::kFloat);
     pr.attempted += b;
     torch::Tensor keep =
         cfg.guardrail ? model.encoder.within_range(x, lengths) : torch::ones({b}, torch::kBool);
     auto idx = keep.nonzero().view(-1);
+    passed += idx.size(0);
     const int64_t room = cfg.n - pr.accepted;
     if (idx.size(0) > room) idx = idx.slice(0, 0, room);
     kept_x.push_back(x.index_select(0, idx));
@@ -113,7 +128,9 @@ Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleRes
     result->subgroup_share_real = spec.empty() ? 1.0 : spec.share(fixed);
     result->accepted = pr.accepted;
     result->attempted = pr.attempted;
-    result->acceptance_rate = static_cast<double>(pr.accepted) / std::max<int64_t>(1, pr.attempted);
+    // The guardrail's rate: surplus sequences of the last batch passed it too.
+    result->passed = passed;
+    result->acceptance_rate = static_cast<double>(passed) / std::max<int64_t>(1, pr.attempted);
     result->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   return cohort;
@@ -133,6 +150,8 @@ SampleResult sample_to_csv(const SampleConfig& cfg,
   if (!resolved.hold_static.has_value()) resolved.hold_static = !seed_preset;
   if (!resolved.clip_x0.has_value()) resolved.clip_x0 = !seed_preset;
   if (!resolved.use_ema.has_value()) resolved.use_ema = !seed_preset && ckpt.model.ema;
+  if (!resolved.marginal_start.has_value())
+    resolved.marginal_start = !seed_preset && ckpt.model.x0_mean.defined();
   SampleResult result;
   Cohort cohort = generate_cohort(ckpt.model, resolved, &result, on_progress);
   const Schema& schema = ckpt.model.encoder.schema();

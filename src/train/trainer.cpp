@@ -103,6 +103,8 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
     data = model.encoder.encode(loaded.cohort);
     cond_rows = conditions.indices(loaded.cohort);
     model.training_fingerprints = record_fingerprints(loaded.cohort, loaded.schema);
+    model.x0_mean = data.x.mean(0);
+    model.x0_std = data.x.std(0, /*unbiased=*/false);
     info.schema_source = loaded.schema_source;
   }
   model.to(device);
