@@ -330,3 +330,42 @@ TEST(Sample, SeedPresetLeavesStaticsFreeAsTheOriginal) {
   sample_to_csv(s);
   EXPECT_NO_THROW(load_cohort(read_csv(s.out_path), ck.model.encoder.schema()));
 }
+
+// The seed preset samples exactly as the original: pure noise, DDPM over all T
+// steps without clamping, the last weights, no conditions, statics free. None of
+// the default preset's additions may leak into that path.
+TEST(Sample, SeedPresetReproducesTheOriginalChainForAFixedSeed) {
+  TempDir dir;
+  TrainConfig c = seed_preset();
+  c.data_path = healthgym::testing::head_patients(
+      dir, healthgym::testing::source_path("data/pbcseq.csv"), 30, "pbc.csv");
+  c.id_column = "id";
+  c.time_column = "day";
+  c.out_path = dir.file("seed.hg");
+  c.hidden = 16;
+  c.diffusion.n_steps = 20;
+  c.epochs = 1;
+  train(c);
+  SampleConfig s;
+  s.model_path = c.out_path;
+  s.out_path = dir.file("syn.csv");
+  s.n = 6;
+  s.seed = 5;
+  s.guardrail = false;
+  sample_to_csv(s);
+
+  auto ck = load_checkpoint(c.out_path);
+  EXPECT_TRUE(ck.model.conditions.empty());
+  EXPECT_FALSE(static_cast<bool>(ck.model.ema));
+  torch::manual_seed(5);
+  auto lengths = ck.model.encoder.sample_lengths(6);
+  ck.model.net->eval();
+  auto x = reverse_diffusion(ck.model.net, ck.model.schedule,
+                             {6, ck.model.encoder.channels(), ck.model.encoder.working_length()},
+                             SamplerOptions{});
+  DecodeOptions d;
+  d.hold_static = false;
+  auto expected =
+      format_cohort_csv(ck.model.encoder.decode(x, lengths, d), ck.model.encoder.schema());
+  EXPECT_EQ(healthgym::testing::read_file(s.out_path), expected);
+}
