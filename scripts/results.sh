@@ -151,6 +151,7 @@ for d in $DATASETS; do
 done
 
 md=${RESULTS_MD:-docs/RESULTS.md}
+mkdir -p "$(dirname "$md")"
 /usr/bin/env python3 scripts/results_table.py "$OUT" "$HIDDEN" >"$md.tmp"
 mv "$md.tmp" "$md"
 echo "wrote $md"
