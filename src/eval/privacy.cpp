@@ -6,10 +6,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <string>
-#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "healthgym/evaluate.hpp"
@@ -33,57 +32,13 @@ void add_note(json* notes, const std::string& note) {
   if (notes) notes->push_back(note);
 }
 
-uint64_t mix(uint64_t h, uint64_t v) {  // splitmix64 finaliser over the running hash
-  uint64_t z = h ^ (v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2));
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-// Bits of a double with every NaN alike and -0 == 0, as the equality below.
-uint64_t canonical_bits(double v) {
-  if (is_missing(v)) return 0x7ff8000000000000ULL;
-  if (v == 0.0) v = 0.0;
-  uint64_t b;
-  std::memcpy(&b, &v, sizeof b);
-  return b;
-}
-
-uint64_t record_hash(const Cohort& co, int64_t p) {
-  uint64_t h = mix(0, static_cast<uint64_t>(co.length[p]));
-  for (int64_t r = co.start[p]; r < co.start[p] + co.length[p]; ++r) {
-    h = mix(h, canonical_bits(co.times[r]));
-    for (int64_t i = 0; i < co.n_vars; ++i) h = mix(h, canonical_bits(co.cell(r, i)));
-  }
-  return h;
-}
-
-bool same_cell(double a, double b) { return a == b || (is_missing(a) && is_missing(b)); }
-
-bool same_record(const Cohort& a, int64_t p, const Cohort& b, int64_t q) {
-  if (a.length[p] != b.length[q] || a.n_vars != b.n_vars) return false;
-  for (int64_t k = 0; k < a.length[p]; ++k) {
-    const int64_t ra = a.start[p] + k, rb = b.start[q] + k;
-    if (!same_cell(a.times[ra], b.times[rb])) return false;
-    for (int64_t i = 0; i < a.n_vars; ++i)
-      if (!same_cell(a.cell(ra, i), b.cell(rb, i))) return false;
-  }
-  return true;
-}
-
-int64_t count_exact_copies(const Cohort& train, const Cohort& synthetic) {
-  std::unordered_multimap<uint64_t, int64_t> by_hash;
-  by_hash.reserve(static_cast<size_t>(train.n_patients()));
-  for (int64_t p = 0; p < train.n_patients(); ++p) by_hash.emplace(record_hash(train, p), p);
+// One definition of a copy for evaluate and for sample's guard: the same record
+// as the CSV writes it (record_fingerprints), the id left out.
+int64_t count_exact_copies(const Schema& schema, const Cohort& train, const Cohort& synthetic) {
+  const auto known = record_fingerprints(train, schema);
+  const std::unordered_set<uint64_t> seen(known.begin(), known.end());
   int64_t copies = 0;
-  for (int64_t q = 0; q < synthetic.n_patients(); ++q) {
-    auto [lo, hi] = by_hash.equal_range(record_hash(synthetic, q));
-    for (auto it = lo; it != hi; ++it)
-      if (same_record(train, it->second, synthetic, q)) {
-        ++copies;
-        break;
-      }
-  }
+  for (uint64_t f : record_fingerprints(synthetic, schema)) copies += seen.count(f) ? 1 : 0;
   return copies;
 }
 
@@ -124,7 +79,7 @@ json privacy_report(const Encoder& encoder, const Cohort& train, const Cohort& s
                     const Cohort* holdout, json* notes) {
   json out;
   const int64_t n_syn = synthetic.n_patients();
-  const int64_t copies = count_exact_copies(train, synthetic);
+  const int64_t copies = count_exact_copies(encoder.schema(), train, synthetic);
   out["exact_copies"] = copies;
   out["exact_copies_share"] =
       number_or_null(n_syn > 0 ? static_cast<double>(copies) / n_syn : kNaN);

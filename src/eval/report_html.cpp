@@ -166,7 +166,7 @@ class Page {
  public:
   std::string html;
 
-  // A placeholder element for a chart, drawn by the script at the end of the page.
+  // An empty element the chart script at the end of the page draws into.
   std::string chart(json spec, const std::string& css_class = "chart") {
     std::string id = "chart" + std::to_string(charts_.size());
     charts_.push_back({{"id", id}, {"spec", std::move(spec)}});
