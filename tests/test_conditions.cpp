@@ -150,15 +150,7 @@ TEST(Conditions, UNetConditionEmbeddings) {
 
 TEST(Conditions, ConditionalSamplingReturnsOnlyTheRequestedValues) {
   TempDir dir;
-  TrainConfig c = default_preset();
-  c.data_path = healthgym::testing::head_patients(
-      dir, healthgym::testing::source_path("data/physionet2012_set_a.csv"), 40, "p.csv");
-  c.id_column = "stay_id";
-  c.time_column = "hour";
-  c.out_path = dir.file("m.hg");
-  c.hidden = 16;
-  c.diffusion.n_steps = 20;
-  c.epochs = 1;
+  TrainConfig c = healthgym::testing::small_config(dir, default_preset(), "physionet", 40);
   train(c);
   auto ck = load_checkpoint(c.out_path);
   EXPECT_EQ(ck.model.conditions.names(),

@@ -124,15 +124,7 @@ TEST(Ema, UpdateArithmetic) {
 
 TEST(Samplers, DefaultPresetSamplesWithoutRejections) {
   TempDir dir;
-  TrainConfig c = default_preset();
-  c.data_path = healthgym::testing::head_patients(
-      dir, healthgym::testing::source_path("data/pbcseq.csv"), 40, "pbc.csv");
-  c.id_column = "id";
-  c.time_column = "day";
-  c.out_path = dir.file("m.hg");
-  c.hidden = 16;
-  c.diffusion.n_steps = 20;
-  c.epochs = 1;
+  TrainConfig c = healthgym::testing::small_config(dir, default_preset(), "pbcseq", 40);
   train(c);
   SampleConfig s;
   s.model_path = c.out_path;

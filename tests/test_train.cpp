@@ -17,14 +17,7 @@ namespace {
 
 // A small, fast configuration on the first patients of pbcseq.
 TrainConfig tiny_config(const TempDir& dir, int patients = 40) {
-  TrainConfig c = default_preset();
-  c.data_path = healthgym::testing::head_patients(
-      dir, healthgym::testing::source_path("data/pbcseq.csv"), patients, "pbc.csv");
-  c.id_column = "id";
-  c.time_column = "day";
-  c.out_path = dir.file("model.hg");
-  c.hidden = 16;
-  c.diffusion.n_steps = 20;
+  TrainConfig c = healthgym::testing::small_config(dir, default_preset(), "pbcseq", patients);
   c.epochs = 2;
   c.batch = 16;
   c.seed = 7;
@@ -336,15 +329,7 @@ TEST(Sample, SeedPresetLeavesStaticsFreeAsTheOriginal) {
 // the default preset's additions may leak into that path.
 TEST(Sample, SeedPresetReproducesTheOriginalChainForAFixedSeed) {
   TempDir dir;
-  TrainConfig c = seed_preset();
-  c.data_path = healthgym::testing::head_patients(
-      dir, healthgym::testing::source_path("data/pbcseq.csv"), 30, "pbc.csv");
-  c.id_column = "id";
-  c.time_column = "day";
-  c.out_path = dir.file("seed.hg");
-  c.hidden = 16;
-  c.diffusion.n_steps = 20;
-  c.epochs = 1;
+  TrainConfig c = healthgym::testing::small_config(dir, seed_preset(), "pbcseq", 30);
   train(c);
   SampleConfig s;
   s.model_path = c.out_path;

@@ -7,6 +7,8 @@
 #include <random>
 #include <string>
 
+#include "healthgym/train.hpp"
+
 namespace healthgym::testing {
 
 class TempDir {
@@ -75,6 +77,24 @@ inline std::string head_patients(const TempDir& dir, const std::string& src, int
     out += line + "\n";
   }
   return dir.write(name, out);
+}
+
+// A small, fast training configuration from `base` (a preset) on the first
+// `patients` of a bundled dataset, "pbcseq" or "physionet": width 16, T 20, one
+// epoch, the checkpoint at dir/model.hg.
+inline TrainConfig small_config(const TempDir& dir, TrainConfig base, const std::string& dataset,
+                                int patients) {
+  const bool pbc = dataset == "pbcseq";
+  base.data_path =
+      head_patients(dir, source_path(pbc ? "data/pbcseq.csv" : "data/physionet2012_set_a.csv"),
+                    patients, dataset + ".csv");
+  base.id_column = pbc ? "id" : "stay_id";
+  base.time_column = pbc ? "day" : "hour";
+  base.out_path = dir.file("model.hg");
+  base.hidden = 16;
+  base.diffusion.n_steps = 20;
+  base.epochs = 1;
+  return base;
 }
 
 }  // namespace healthgym::testing
