@@ -7,7 +7,8 @@ packages=(
   build-essential cmake
   libtorch-dev           # LibTorch 1.13 (CPU)
   libopenblas0-pthread   # without it LibTorch falls back to the reference BLAS (14x slower)
-  libcli11-dev nlohmann-json3-dev
+  libcli11-dev nlohmann-json3-dev zlib1g-dev
+  libgloo-dev            # headers for c10d's Gloo backend (distributed training)
   libgtest-dev libgmock-dev
   clang-format           # style check in scripts/test.sh
 )

@@ -232,16 +232,20 @@ TEST(Checkpoint, BadFilesGiveClearErrors) {
   EXPECT_THROW(load_checkpoint(text), InputError);
   EXPECT_THROW(load_checkpoint(dir.file("absent.hg")), IoError);
 
-  // Another format version.
-  auto ck = load_checkpoint(c.out_path);
-  auto meta = ck.meta;
-  meta["format_version"] = 99;
-  // save_checkpoint stamps the current version, so write the archive by hand.
-  torch::serialize::OutputArchive a;
-  a.write("meta", c10::IValue(meta.dump()));
-  a.save_to(dir.file("v99.hg"));
+  // Another format version, in the file's header and in its metadata.
+  std::string v99 = bytes;
+  v99[4] = 99;
+  dir.write("v99.hg", v99);
   try {
     load_checkpoint(dir.file("v99.hg"));
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("format version 99 is not supported"));
+  }
+  auto meta = load_checkpoint(c.out_path).meta;
+  meta["format_version"] = 99;
+  try {
+    model_from_meta(meta, "v99.hg");
     FAIL();
   } catch (const InputError& e) {
     EXPECT_THAT(e.what(), HasSubstr("format version 99 is not supported"));

@@ -1,10 +1,16 @@
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <memory>
 
 #include "commands.hpp"
 #include "common.hpp"
+#include "healthgym/atomic_file.hpp"
+#include "healthgym/checkpoint.hpp"
+#include "healthgym/distributed.hpp"
+#include "healthgym/error.hpp"
 #include "healthgym/sample.hpp"
+#include "launch.hpp"
 
 namespace healthgym::cli {
 
@@ -19,6 +25,8 @@ Action register_sample(CLI::App& app) {
     std::string clip_x0;
     std::string ema;
     std::string start;
+    std::string shard;
+    int nproc = 1;
     int threads = 0;
   };
   auto o = std::make_shared<Opts>();
@@ -89,11 +97,48 @@ Action register_sample(CLI::App& app) {
   sub->add_flag("--allow-copies", c.allow_copies,
                 "Write the cohort even if some synthetic patients are exact copies of training "
                 "patients (a warning names them); by default nothing is written then");
+  sub->add_option("--shard", o->shard,
+                  "K/N: write only part K (from 0) of N: its share of --n, ids numbered from "
+                  "where it starts, a seed of its own; 'healthgym merge' joins the parts. "
+                  "Under RANK/WORLD_SIZE the part is the rank's, written to OUT.part-K-of-N "
+                  "(or OUT with {rank} replaced)");
+  sub->add_option("--nproc", o->nproc,
+                  "Sample in N local processes (each with its share of the cores), then merge "
+                  "their parts into --out")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
   add_threads_option(sub, &o->threads);
 
   return [o] {
+    if (o->nproc > 1) {
+      if (!o->shard.empty()) throw UsageError("--nproc and --shard cannot be combined");
+      SampleConfig probe = o->cfg;
+      probe.shard_count = o->nproc;
+      probe.validate();
+      check_writable(probe.out_path);
+      const LaunchResult lr = launch_local(o->nproc);
+      std::vector<std::string> parts;
+      for (int k = 0; k < o->nproc; ++k) parts.push_back(shard_path(probe.out_path, k, o->nproc));
+      const std::string id_column =
+          load_checkpoint(probe.model_path).model.encoder.schema().id_column;
+      const int64_t n = merge_csv_shards(parts, id_column, probe.out_path);
+      for (const auto& p : parts) std::remove(p.c_str());
+      std::cout << "merged " << o->nproc << " parts: " << n << " synthetic patients in "
+                << probe.out_path << " (" << format_duration(lr.seconds) << ")\n";
+      return;
+    }
     apply_threads(o->threads);
     SampleConfig cfg = o->cfg;
+    if (!o->shard.empty()) {
+      std::tie(cfg.shard_index, cfg.shard_count) = parse_shard(o->shard);
+    } else {
+      const DistConfig dist = DistConfig::from_env([](const char* k) { return std::getenv(k); });
+      if (dist.enabled()) {
+        cfg.shard_index = dist.rank;
+        cfg.shard_count = dist.world_size;
+        cfg.out_path = shard_path(cfg.out_path, dist.rank, dist.world_size);
+      }
+    }
     cfg.guardrail = !o->no_guardrail;
     cfg.categorical =
         o->categorical == "sample" ? CategoricalDecode::kSample : CategoricalDecode::kArgmax;
@@ -103,8 +148,10 @@ Action register_sample(CLI::App& app) {
     if (!o->clip_x0.empty()) cfg.clip_x0 = o->clip_x0 == "on";
     if (!o->ema.empty()) cfg.use_ema = o->ema == "on";
     if (!o->start.empty()) cfg.marginal_start = o->start == "marginal";
+    const bool quiet = is_launched_secondary_rank();
     StatusLine status;
     const SampleResult r = sample_to_csv(cfg, [&](const SampleProgress& p) {
+      if (quiet) return;
       char buf[160];
       std::snprintf(buf, sizeof buf, "accepted %lld/%lld (tried %lld)  denoising step %lld/%lld",
                     static_cast<long long>(p.accepted), static_cast<long long>(p.target),
@@ -113,6 +160,7 @@ Action register_sample(CLI::App& app) {
       status.update(buf, false);
     });
     status.finish();
+    if (is_launched_rank()) return;  // the launcher reports the merged cohort
     char buf[200];
     std::snprintf(buf, sizeof buf,
                   "wrote %lld synthetic patients to %s in %s; guardrail acceptance %.1f%% "

@@ -1,5 +1,6 @@
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <memory>
 #include <vector>
@@ -8,6 +9,7 @@
 #include "common.hpp"
 #include "healthgym/error.hpp"
 #include "healthgym/train.hpp"
+#include "launch.hpp"
 
 namespace healthgym::cli {
 
@@ -71,6 +73,8 @@ Action register_train(CLI::App& app) {
     std::string precision;
     bool no_blend = false;
     int threads = 0;
+    int nproc = 1;
+    double dist_timeout = 300;
     Overrides ov;
   };
   auto o = std::make_shared<Opts>();
@@ -170,8 +174,26 @@ Action register_train(CLI::App& app) {
          "(0 = none; resume to continue)",
          d.time_limit_s, [](TrainConfig& c, double v) { c.time_limit_s = v; });
   add_threads_option(sub, &o->threads);
+  sub->add_option("--nproc", o->nproc,
+                  "Data-parallel training in N local processes (c10d/Gloo over loopback), each "
+                  "with its share of the patients and cores. For several machines start one "
+                  "process per rank with RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set instead "
+                  "(docs/SCALING.md)")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  sub->add_option("--dist-timeout", o->dist_timeout,
+                  "Seconds a rank waits for the others (start-up and every step) before it "
+                  "fails, naming what it waited for")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
 
   return [o] {
+    if (o->nproc > 1) {
+      const LaunchResult lr = launch_local(o->nproc);
+      std::cout << "all " << lr.world_size << " ranks finished in " << format_duration(lr.seconds)
+                << "\n";
+      return;
+    }
     apply_threads(o->threads);
     TrainConfig cfg = preset_by_name(o->preset);
     o->ov.apply(cfg);
@@ -181,23 +203,32 @@ Action register_train(CLI::App& app) {
       cfg.resume_path = o->resume;
       if (cfg.out_path.empty()) cfg.out_path = o->resume;
     }
+    cfg.dist = DistConfig::from_env([](const char* k) { return std::getenv(k); });
+    cfg.dist.timeout_s = o->dist_timeout;
+    // Rank 0 speaks for the group; the others report only their own failures.
+    const bool speaker = cfg.dist.rank == 0;
     StatusLine status;
     TrainCallbacks cb;
     install_stop_handlers();
     cb.should_stop = [] { return g_stop_signal != 0; };
     cb.on_start = [&](const TrainInfo& info) {
+      if (!speaker) return;
       std::cerr << "training on " << info.patients << " patients: " << info.channels
                 << " channels x " << info.working_length << " steps, " << info.parameters
                 << " parameters, schema " << info.schema_source << ", " << torch::get_num_threads()
                 << " threads"
                 << (info.conditions.empty() ? std::string()
                                             : ", conditioned on " + join(info.conditions))
+                << (cfg.dist.enabled()
+                        ? ", " + std::to_string(cfg.dist.world_size) + " ranks (this is rank 0)"
+                        : std::string())
                 << (info.start_epoch > 0
                         ? ", resuming after epoch " + std::to_string(info.start_epoch)
                         : std::string())
                 << "\n";
     };
     cb.on_progress = [&](const TrainProgress& p) {
+      if (!speaker) return;
       std::string line = "epoch " + std::to_string(p.epoch) + "/" + std::to_string(p.epochs) +
                          (p.epoch_done ? ""
                                        : " step " + std::to_string(p.step) + "/" +
@@ -211,6 +242,8 @@ Action register_train(CLI::App& app) {
     };
     const TrainResult r = train(cfg, cb);
     status.finish();
+    if (auto pos = cfg.out_path.find("{rank}"); pos != std::string::npos)
+      cfg.out_path.replace(pos, 6, std::to_string(cfg.dist.rank));
     if (r.stopped_early)
       throw Interrupted(std::string("stopped by ") +
                         (g_stop_signal == SIGTERM ? "SIGTERM" : "SIGINT") + " after " +
@@ -218,6 +251,7 @@ Action register_train(CLI::App& app) {
                         std::to_string(r.stopped_at_step) + " steps; checkpoint saved to " +
                         cfg.out_path + ". Continue with: healthgym train --resume " + cfg.out_path +
                         " --epochs " + std::to_string(cfg.epochs));
+    if (!speaker) return;
     std::cout << "trained " << r.epochs_done << " epochs in " << format_duration(r.seconds)
               << ", final loss " << fmt_num(r.final_loss) << "; checkpoint " << cfg.out_path
               << (r.time_limited ? " (stopped at the time limit)" : "") << "\n";

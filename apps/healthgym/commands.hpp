@@ -12,5 +12,6 @@ Action register_sample(CLI::App& app);
 Action register_info(CLI::App& app);
 Action register_evaluate(CLI::App& app);
 Action register_bench(CLI::App& app);
+Action register_merge(CLI::App& app);
 
 }  // namespace healthgym::cli

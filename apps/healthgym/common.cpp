@@ -5,10 +5,12 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <thread>
 
 #include "healthgym/error.hpp"
+#include "launch.hpp"
 
 namespace healthgym::cli {
 
@@ -17,6 +19,10 @@ int run_guarded(const std::function<void()>& body) {
     body();
     return 0;
   } catch (const Error& e) {
+    // Every rank reads the same input: rank 0 alone reports what they all hit.
+    const bool shared_kind = e.kind() == ErrorKind::kUsage || e.kind() == ErrorKind::kInput ||
+                             e.kind() == ErrorKind::kIo || e.kind() == ErrorKind::kInterrupted;
+    if (shared_kind && is_launched_secondary_rank()) return e.exit_code();
     std::cerr << (e.kind() == ErrorKind::kInterrupted ? "healthgym: " : "healthgym: error: ")
               << e.what() << "\n";
     return e.exit_code();
@@ -37,8 +43,11 @@ void add_threads_option(CLI::App* app, int* threads) {
 }
 
 void apply_threads(int threads) {
-  const int n =
+  int n =
       threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // Ranks sharing a machine share its cores (torchrun's LOCAL_WORLD_SIZE).
+  if (const char* lws = std::getenv("LOCAL_WORLD_SIZE"); threads == 0 && lws != nullptr)
+    n = std::max(1, n / std::max(1, std::atoi(lws)));
   torch::set_num_threads(n);
 }
 

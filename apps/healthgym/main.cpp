@@ -6,9 +6,11 @@
 #include "common.hpp"
 #include "healthgym/checkpoint.hpp"
 #include "healthgym/compat.hpp"
+#include "launch.hpp"
 
 int main(int argc, char** argv) {
   using namespace healthgym::cli;
+  set_program_args(argc, argv);
   CLI::App app{
       "healthgym: train a diffusion model (Health Gym v3) on a cohort of longitudinal patient "
       "records in long-format CSV, then sample synthetic patients in the same format.\n\n"
@@ -26,7 +28,7 @@ int main(int argc, char** argv) {
                                         " (LibTorch " + healthgym::compat::torch_version() + ")");
   std::map<CLI::App*, Action> actions;
   for (auto reg : {register_schema, register_train, register_sample, register_evaluate,
-                   register_info, register_bench}) {
+                   register_info, register_bench, register_merge}) {
     Action a = reg(app);
     actions[app.get_subcommands({}).back()] = a;
   }

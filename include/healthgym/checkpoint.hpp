@@ -15,7 +15,7 @@
 
 namespace healthgym {
 
-constexpr int kCheckpointFormatVersion = 1;
+constexpr int kCheckpointFormatVersion = 2;  // 2: checksummed container around the archive
 constexpr const char* kHealthgymVersion = "0.1.0";
 
 // What a trained model is: the data encoding, the network and its schedule.
@@ -57,6 +57,11 @@ void save_checkpoint(const std::string& path, DiffusionModel& model, nlohmann::j
 
 // Throws InputError for a file that is not a healthgym checkpoint, is
 // truncated, or comes from another format version; IoError if unreadable.
+// The untrained model a checkpoint's metadata describes (format, version,
+// encoder, network, schedule, conditions), checked before anything is
+// allocated. InputError naming `path` when it cannot be.
+DiffusionModel model_from_meta(const nlohmann::json& meta, const std::string& path);
+
 CheckpointContents load_checkpoint(const std::string& path,
                                    const torch::Device& device = torch::kCPU);
 

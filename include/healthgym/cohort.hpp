@@ -35,6 +35,9 @@ constexpr double kMissing = std::numeric_limits<double>::quiet_NaN();
 // changes within a patient.
 Cohort load_cohort(const CsvTable& table, const Schema& schema);
 
+// The given patients (indices into cohort), in that order.
+Cohort subset_patients(const Cohort& cohort, const std::vector<int64_t>& which);
+
 // Writes a cohort as CSV in the schema's column order and output style.
 std::string format_cohort_csv(const Cohort& cohort, const Schema& schema);
 

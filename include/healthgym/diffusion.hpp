@@ -50,4 +50,25 @@ LossTerms diffusion_loss(UNet& model, const NoiseSchedule& schedule, const Diffu
                          const torch::Tensor& x0, const torch::Tensor& mask,
                          const torch::Tensor& cond = {});
 
+// The random draws one objective evaluation uses, made for a whole batch up
+// front: data-parallel ranks each take their rows of one global draw, so N
+// processes see exactly the noise one process would.
+struct LossDraws {
+  torch::Tensor t;      // [B] int64
+  torch::Tensor eps;    // [B, C, L]
+  torch::Tensor blend;  // [B, C, L], or undefined without the noise blend
+  LossDraws rows(const torch::Tensor& index) const;
+};
+// Draws in diffusion_loss's order (t, eps, blend) on the CPU generator.
+LossDraws draw_loss_noise(const DiffusionConfig& config, int64_t n_steps,
+                          torch::IntArrayRef x0_sizes);
+
+// As above with given draws, and the masked means divided by `denominator`
+// (a scalar) instead of this batch's mask sum: ranks holding parts of one
+// global batch divide by the global sum, so their terms add up to the loss.
+LossTerms diffusion_loss(UNet& model, const NoiseSchedule& schedule, const DiffusionConfig& config,
+                         const torch::Tensor& x0, const torch::Tensor& mask,
+                         const torch::Tensor& cond, const LossDraws& draws,
+                         const torch::Tensor& denominator);
+
 }  // namespace healthgym

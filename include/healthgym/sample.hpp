@@ -51,9 +51,23 @@ struct SampleConfig {
   // A synthetic patient identical to a training patient (as written) stops the
   // run before anything is written, unless allowed (then it is reported).
   bool allow_copies = false;
+  // Part K of N (K from 0): patients [n K / N, n (K + 1) / N) of the n asked
+  // for, numbered from first_id + n K / N, drawn from a seed of their own.
+  // The N parts, merged (merge_csv_shards), hold n patients with unique ids.
+  int64_t shard_index = 0;
+  int64_t shard_count = 1;
 
   void validate() const;  // throws UsageError
 };
+
+// "K/N" -> {K, N}; throws UsageError unless 0 <= K < N.
+std::pair<int64_t, int64_t> parse_shard(const std::string& text);
+// The file a rank writes when sampling is split by rank: OUT with "{rank}"
+// replaced, else OUT.part-K-of-N.
+std::string shard_path(const std::string& out_path, int64_t index, int64_t count);
+// The seed part K of N uses: the seed itself for one part, else a 64-bit mix
+// of both (disjoint streams).
+uint64_t shard_seed(uint64_t seed, int64_t index, int64_t count);
 
 struct SampleProgress {
   int64_t accepted = 0, attempted = 0, target = 0;
@@ -79,6 +93,12 @@ struct SampleResult {
 // when the guardrail rejects too many.
 Cohort generate_cohort(DiffusionModel& model, const SampleConfig& config, SampleResult* result,
                        const std::function<void(const SampleProgress&)>& on_progress = {});
+
+// Concatenates shard CSVs into one, written atomically: the headers must
+// match and no patient id may appear in two parts (InputError naming both
+// files and lines). Returns the number of patients.
+int64_t merge_csv_shards(const std::vector<std::string>& parts, const std::string& id_column,
+                         const std::string& out_path);
 
 // Loads the checkpoint, generates, and writes the CSV atomically.
 SampleResult sample_to_csv(const SampleConfig& config,

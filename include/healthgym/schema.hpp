@@ -53,7 +53,9 @@ struct Schema {
   // `source` names the file for error messages.
   static Schema from_json(const nlohmann::json& j, const std::string& source);
   static Schema load(const std::string& path);  // InputError/IoError
-  void save(const std::string& path) const;     // atomic
+  // A schema file's text; `source` names it in errors (InputError).
+  static Schema parse(const std::string& text, const std::string& source);
+  void save(const std::string& path) const;  // atomic
 };
 
 struct InferOptions {

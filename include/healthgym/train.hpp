@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "healthgym/diffusion.hpp"
+#include "healthgym/distributed.hpp"
 #include "healthgym/grad_scaler.hpp"
 #include "healthgym/unet.hpp"
 
@@ -61,6 +62,11 @@ struct TrainConfig {
   // seconds of training, so runs can be compared at equal training time.
   double time_limit_s = 0;
   std::string preset = "default";
+  // Data-parallel ranks (not saved: a run may resume on another world size).
+  // With world_size > 1 every rank runs train() with the same settings; rank 0
+  // writes the checkpoint and log unless out_path holds "{rank}", which then
+  // gives every rank its own file.
+  DistConfig dist;
 
   void validate() const;  // throws UsageError
   nlohmann::json to_json() const;
@@ -107,6 +113,7 @@ struct TrainResult {
   bool stopped_early = false;   // should_stop asked
   int64_t stopped_at_step = 0;  // then: steps of the unfinished epoch kept in the checkpoint
   bool time_limited = false;    // the time limit ended the run before --epochs
+  int world_size = 1;           // ranks that trained together (parameters checked equal)
 };
 
 TrainResult train(const TrainConfig& config, const TrainCallbacks& callbacks = {});

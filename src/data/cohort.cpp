@@ -17,6 +17,22 @@ int64_t Cohort::max_length() const {
   return m;
 }
 
+Cohort subset_patients(const Cohort& co, const std::vector<int64_t>& which) {
+  Cohort out;
+  out.n_vars = co.n_vars;
+  for (int64_t p : which) {
+    const auto i = static_cast<size_t>(p);
+    out.patient_ids.push_back(co.patient_ids.at(i));
+    out.start.push_back(out.n_rows());
+    out.length.push_back(co.length[i]);
+    const int64_t r0 = co.start[i], r1 = r0 + co.length[i];
+    out.times.insert(out.times.end(), co.times.begin() + r0, co.times.begin() + r1);
+    out.cells.insert(out.cells.end(), co.cells.begin() + r0 * co.n_vars,
+                     co.cells.begin() + r1 * co.n_vars);
+  }
+  return out;
+}
+
 std::vector<uint64_t> record_fingerprints(const Cohort& co, const Schema& schema) {
   std::vector<uint64_t> out;
   out.reserve(static_cast<size_t>(co.n_patients()));

@@ -210,12 +210,15 @@ Schema Schema::load(const std::string& path) {
   if (!in) throw IoError("cannot open schema " + path);
   std::stringstream ss;
   ss << in.rdbuf();
+  return parse(ss.str(), path);
+}
+
+Schema Schema::parse(const std::string& text, const std::string& path) {
   json j;
   try {
-    j = json::parse(ss.str());
+    j = json::parse(text);
   } catch (const json::parse_error& e) {
     // nlohmann reports a byte offset; turn it into line and column.
-    const std::string text = ss.str();
     const size_t at = std::min(static_cast<size_t>(e.byte), text.size());
     long line = 1, col = 1;
     for (size_t i = 0; i + 1 < at; ++i) {
@@ -231,6 +234,9 @@ Schema Schema::load(const std::string& path) {
     throw InputError(
         path + ":" + std::to_string(line) + ":" + std::to_string(col) +
         ": schema is not valid JSON: " + (p == std::string::npos ? msg : msg.substr(p)));
+  } catch (const json::exception& e) {
+    // Valid syntax nlohmann cannot hold, such as a number beyond double's range.
+    throw InputError(path + ": schema is not valid JSON: " + e.what());
   }
   return from_json(j, path);
 }

@@ -53,26 +53,73 @@ torch::Tensor masked_mse(const torch::Tensor& a, const torch::Tensor& b,
   return ((a - b).pow(2) * mask).sum() / mask.sum().clamp_min(1.0);
 }
 
+namespace {
+
+// blend() is called after the forward pass, where the original draws it.
+template <typename BlendFn>
+LossTerms loss_with(UNet& model, const NoiseSchedule& schedule, const DiffusionConfig& config,
+                    const torch::Tensor& x0, const torch::Tensor& mask, const torch::Tensor& cond,
+                    const torch::Tensor& t, const torch::Tensor& eps, BlendFn&& blend,
+                    const torch::Tensor& denominator) {
+  auto xt = schedule->q_sample(x0, t, eps);
+  auto pred = model->forward(xt, t, cond).to(torch::kFloat);
+  auto ab = schedule->alpha_bar.index_select(0, t).view({-1, 1, 1});
+  torch::Tensor noise = pred;
+  if (config.noise_blend) {
+    auto b = blend();
+    noise = b * eps + (1 - b) * pred;
+  }
+  auto x0_hat = (xt - (1 - ab).sqrt() * noise) / (ab.sqrt() + 1e-8);
+  LossTerms out;
+  if (denominator.defined()) {
+    out.diffusion = ((pred - eps).pow(2) * mask).sum() / denominator;
+    out.recon = ((x0_hat - x0).pow(2) * mask).sum() / denominator;
+  } else {
+    out.diffusion = masked_mse(pred, eps, mask);
+    out.recon = masked_mse(x0_hat, x0, mask);
+  }
+  out.total = out.diffusion + config.recon_weight * out.recon;
+  return out;
+}
+
+}  // namespace
+
 LossTerms diffusion_loss(UNet& model, const NoiseSchedule& schedule, const DiffusionConfig& config,
                          const torch::Tensor& x0, const torch::Tensor& mask,
                          const torch::Tensor& cond) {
   const int64_t b = x0.size(0);
   auto t = torch::randint(0, schedule->n_steps(), {b}, x0.options().dtype(torch::kLong));
   auto eps = torch::randn_like(x0);
-  auto xt = schedule->q_sample(x0, t, eps);
-  auto pred = model->forward(xt, t, cond).to(torch::kFloat);
-  auto ab = schedule->alpha_bar.index_select(0, t).view({-1, 1, 1});
-  torch::Tensor noise = pred;
-  if (config.noise_blend) {
-    auto blend = torch::rand_like(eps);
-    noise = blend * eps + (1 - blend) * pred;
-  }
-  auto x0_hat = (xt - (1 - ab).sqrt() * noise) / (ab.sqrt() + 1e-8);
-  LossTerms out;
-  out.diffusion = masked_mse(pred, eps, mask);
-  out.recon = masked_mse(x0_hat, x0, mask);
-  out.total = out.diffusion + config.recon_weight * out.recon;
-  return out;
+  return loss_with(model, schedule, config, x0, mask, cond, t, eps,
+                   [&] { return torch::rand_like(eps); }, {});
+}
+
+LossDraws LossDraws::rows(const torch::Tensor& index) const {
+  LossDraws r;
+  r.t = t.index_select(0, index);
+  r.eps = eps.index_select(0, index);
+  if (blend.defined()) r.blend = blend.index_select(0, index);
+  return r;
+}
+
+LossDraws draw_loss_noise(const DiffusionConfig& config, int64_t n_steps,
+                          torch::IntArrayRef x0_sizes) {
+  LossDraws d;
+  d.t = torch::randint(0, n_steps, {x0_sizes[0]}, torch::kLong);
+  d.eps = torch::randn(x0_sizes, torch::kFloat);
+  if (config.noise_blend) d.blend = torch::rand(x0_sizes, torch::kFloat);
+  return d;
+}
+
+LossTerms diffusion_loss(UNet& model, const NoiseSchedule& schedule, const DiffusionConfig& config,
+                         const torch::Tensor& x0, const torch::Tensor& mask,
+                         const torch::Tensor& cond, const LossDraws& draws,
+                         const torch::Tensor& denominator) {
+  const auto dev = x0.device();
+  auto blend = draws.blend.defined() ? draws.blend.to(dev) : torch::Tensor();
+  return loss_with(
+      model, schedule, config, x0, mask, cond, draws.t.to(dev), draws.eps.to(dev),
+      [&] { return blend; }, denominator.defined() ? denominator.to(dev) : denominator);
 }
 
 }  // namespace healthgym

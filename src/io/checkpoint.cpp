@@ -1,9 +1,11 @@
 #include "healthgym/checkpoint.hpp"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <zlib.h>
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "healthgym/atomic_file.hpp"
 #include "healthgym/compat.hpp"
@@ -78,6 +80,46 @@ torch::Tensor rng_state_from_hex(const std::string& hex) {
   return out;
 }
 
+namespace {
+
+// The file: "HGCK", format version (u32), payload length (u64), CRC-32 of the
+// payload (u32), all little-endian, then LibTorch's zip archive. The checksum
+// catches truncation and corruption before LibTorch's reader sees the bytes
+// (fuzzing found inputs that crash it).
+constexpr char kMagic[4] = {'H', 'G', 'C', 'K'};
+constexpr size_t kHeaderBytes = 20;
+
+void put_le(std::string& out, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) out += static_cast<char>((v >> (8 * i)) & 0xFF);
+}
+uint64_t get_le(const std::string& in, size_t at, int bytes) {
+  uint64_t v = 0;
+  for (int i = 0; i < bytes; ++i)
+    v |= static_cast<uint64_t>(static_cast<unsigned char>(in[at + static_cast<size_t>(i)]))
+         << (8 * i);
+  return v;
+}
+uint32_t crc_of(const char* data, size_t size) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  while (size > 0) {
+    const uInt chunk = static_cast<uInt>(std::min<size_t>(size, 1u << 30));
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(data), chunk);
+    data += chunk;
+    size -= chunk;
+  }
+  return static_cast<uint32_t>(crc);
+}
+
+std::string container_header(const std::string& payload) {
+  std::string h(kMagic, 4);
+  put_le(h, static_cast<uint64_t>(kCheckpointFormatVersion), 4);
+  put_le(h, payload.size(), 8);
+  put_le(h, crc_of(payload.data(), payload.size()), 4);
+  return h;
+}
+
+}  // namespace
+
 void save_checkpoint(const std::string& path, DiffusionModel& model, json meta,
                      torch::optim::Optimizer* optimizer, const torch::Tensor& rng_state) {
   meta["format"] = "healthgym-checkpoint";
@@ -116,8 +158,53 @@ void save_checkpoint(const std::string& path, DiffusionModel& model, json meta,
     archive.write("x0_std", model.x0_std.to(torch::kCPU));
   }
   archive.write("rng", rng_state.defined() ? rng_state : cpu_rng_state());
-  write_atomically(path, [&](const std::string& tmp) { archive.save_to(tmp); });
+  std::ostringstream zip;
+  archive.save_to(zip);
+  const std::string payload = zip.str();
+  write_text_atomically(path, container_header(payload) + payload);
   model.net->to(device);
+}
+
+DiffusionModel model_from_meta(const json& meta, const std::string& path) {
+  try {
+    if (!meta.is_object() || meta.value("format", "") != "healthgym-checkpoint")
+      throw InputError(path + ": not a healthgym checkpoint");
+    const int version = meta.value("format_version", -1);
+    if (version != kCheckpointFormatVersion)
+      throw InputError(path + ": checkpoint format version " + std::to_string(version) +
+                       " is not supported (this build reads version " +
+                       std::to_string(kCheckpointFormatVersion) + "); retrain or use healthgym " +
+                       meta.value("healthgym_version", std::string("?")));
+    auto encoder = Encoder::from_json(meta.at("encoder"));
+    auto unet = UNetConfig::from_json(meta.at("unet"));
+    auto diffusion = DiffusionConfig::from_json(meta.at("diffusion"));
+    // The weights must match these shapes anyway; refuse sizes no real
+    // checkpoint has before allocating them.
+    const double width = static_cast<double>(unet.hidden);
+    const double approx_params = width * width * 24.0 * static_cast<double>(unet.levels + 1) +
+                                 width * static_cast<double>(encoder.channels()) * 4.0;
+    if (unet.hidden > 65536 || unet.levels > 16 || approx_params > 5e8 ||
+        encoder.working_length() > (int64_t{1} << 20))
+      throw InputError(path + ": checkpoint declares an implausible network (hidden " +
+                       std::to_string(unet.hidden) + ", levels " + std::to_string(unet.levels) +
+                       ", length " + std::to_string(encoder.working_length()) + ")");
+    ConditionSpec conditions;
+    if (meta.contains("conditions"))
+      conditions = ConditionSpec::from_json(meta.at("conditions"), encoder.schema());
+    DiffusionModel model = DiffusionModel::create(encoder, unet, diffusion, conditions);
+    if (model.unet_config.features != unet.features ||
+        model.unet_config.cond_sizes != unet.cond_sizes)
+      throw InputError(path + ": checkpoint's network width does not match its schema");
+    if (meta.contains("training_fingerprints"))
+      model.training_fingerprints = meta.at("training_fingerprints").get<std::vector<uint64_t>>();
+    return model;
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    std::string what = e.what();
+    what = what.substr(0, what.find('\n'));
+    throw InputError(path + ": checkpoint metadata is incomplete or corrupt: " + what);
+  }
 }
 
 CheckpointContents load_checkpoint(const std::string& path, const torch::Device& device) {
@@ -126,20 +213,43 @@ CheckpointContents load_checkpoint(const std::string& path, const torch::Device&
   if (!fs::exists(path, ec)) throw IoError("cannot open checkpoint " + path + ": no such file");
   if (fs::is_directory(path, ec))
     throw IoError("cannot open checkpoint " + path + ": is a directory");
+  std::string bytes;
   {
-    std::ifstream probe(path, std::ios::binary);
-    if (!probe) throw IoError("cannot open checkpoint " + path);
-    char magic[2] = {0, 0};
-    probe.read(magic, 2);
-    if (probe.gcount() < 2 || magic[0] != 'P' || magic[1] != 'K')
-      throw InputError(path + ": not a healthgym checkpoint (not a zip archive)");
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw IoError("cannot open checkpoint " + path);
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    bytes = ss.str();
   }
+  if (bytes.size() >= 2 && bytes[0] == 'P' && bytes[1] == 'K')
+    throw InputError(path + ": checkpoint format version 1 is not supported (this build reads " +
+                     "version " + std::to_string(kCheckpointFormatVersion) +
+                     "); retrain with this healthgym");
+  if (bytes.size() < 4 || bytes.compare(0, 4, kMagic, 4) != 0)
+    throw InputError(path + ": not a healthgym checkpoint");
+  if (bytes.size() < kHeaderBytes)
+    throw InputError(path + ": cannot read checkpoint (truncated or corrupt): " +
+                     std::to_string(bytes.size()) + " bytes, shorter than its header");
+  const auto version = static_cast<int64_t>(get_le(bytes, 4, 4));
+  if (version != kCheckpointFormatVersion)
+    throw InputError(path + ": checkpoint format version " + std::to_string(version) +
+                     " is not supported (this build reads version " +
+                     std::to_string(kCheckpointFormatVersion) + ")");
+  const uint64_t length = get_le(bytes, 8, 8);
+  if (length != bytes.size() - kHeaderBytes)
+    throw InputError(path + ": cannot read checkpoint (truncated or corrupt): " +
+                     std::to_string(bytes.size() - kHeaderBytes) + " bytes of data where " +
+                     std::to_string(length) + " were written");
+  if (crc_of(bytes.data() + kHeaderBytes, bytes.size() - kHeaderBytes) != get_le(bytes, 16, 4))
+    throw InputError(path + ": cannot read checkpoint (truncated or corrupt): checksum mismatch");
+  std::istringstream payload(bytes.substr(kHeaderBytes));
+  bytes.clear();
   CheckpointContents out;
   torch::serialize::InputArchive archive;
   json meta;
   try {
     // Tensors land on the CPU whatever device wrote them, then move as asked.
-    archive.load_from(path, torch::Device(torch::kCPU));
+    archive.load_from(payload, torch::Device(torch::kCPU));
     c10::IValue v;
     if (!archive.try_read("meta", v) || !v.isString())
       throw InputError(path + ": not a healthgym checkpoint (no metadata)");
@@ -151,28 +261,8 @@ CheckpointContents load_checkpoint(const std::string& path, const torch::Device&
     what = what.substr(0, what.find('\n'));
     throw InputError(path + ": cannot read checkpoint (truncated or corrupt): " + what);
   }
-  if (meta.value("format", "") != "healthgym-checkpoint")
-    throw InputError(path + ": not a healthgym checkpoint");
-  const int version = meta.value("format_version", -1);
-  if (version != kCheckpointFormatVersion)
-    throw InputError(path + ": checkpoint format version " + std::to_string(version) +
-                     " is not supported (this build reads version " +
-                     std::to_string(kCheckpointFormatVersion) + "); retrain or use healthgym " +
-                     meta.value("healthgym_version", std::string("?")));
   try {
-    auto encoder = Encoder::from_json(meta.at("encoder"));
-    auto unet = UNetConfig::from_json(meta.at("unet"));
-    auto diffusion = DiffusionConfig::from_json(meta.at("diffusion"));
-    ConditionSpec conditions;
-    if (meta.contains("conditions"))
-      conditions = ConditionSpec::from_json(meta.at("conditions"), encoder.schema());
-    out.model = DiffusionModel::create(encoder, unet, diffusion, conditions);
-    if (out.model.unet_config.features != unet.features ||
-        out.model.unet_config.cond_sizes != unet.cond_sizes)
-      throw InputError(path + ": checkpoint's network width does not match its schema");
-    if (meta.contains("training_fingerprints"))
-      out.model.training_fingerprints =
-          meta.at("training_fingerprints").get<std::vector<uint64_t>>();
+    out.model = model_from_meta(meta, path);
     torch::serialize::InputArchive weights;
     archive.read("weights", weights);
     out.model.net->load(weights);

@@ -1,9 +1,11 @@
 #include <chrono>
 #include <cmath>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "healthgym/atomic_file.hpp"
 #include "healthgym/compat.hpp"
+#include "healthgym/csv.hpp"
 #include "healthgym/error.hpp"
 #include "healthgym/sample.hpp"
 #include "healthgym/samplers.hpp"
@@ -24,6 +26,93 @@ void SampleConfig::validate() const {
        "--device must be cpu or cuda[:N], is '" + device + "'");
   need(first_id >= 0, "--first-id must be >= 0");
   need(guidance >= 0.0 && std::isfinite(guidance), "--guidance must be >= 0");
+  need(shard_count >= 1 && shard_index >= 0 && shard_index < shard_count,
+       "--shard K/N needs 0 <= K < N");
+  need(n >= shard_count, "--n " + std::to_string(n) + " is smaller than the " +
+                             std::to_string(shard_count) + " shards it is split into");
+}
+
+std::pair<int64_t, int64_t> parse_shard(const std::string& text) {
+  const auto slash = text.find('/');
+  auto num = [&](const std::string& s, int64_t* out) {
+    if (s.empty() || s.size() > 9 || s.find_first_not_of("0123456789") != std::string::npos)
+      return false;
+    *out = std::stoll(s);
+    return true;
+  };
+  int64_t k = 0, n = 0;
+  if (slash == std::string::npos || !num(text.substr(0, slash), &k) ||
+      !num(text.substr(slash + 1), &n) || n < 1 || k >= n)
+    throw UsageError("--shard '" + text + "' is not K/N with 0 <= K < N (e.g. 0/4)");
+  return {k, n};
+}
+
+std::string shard_path(const std::string& out_path, int64_t index, int64_t count) {
+  const std::string key = "{rank}";
+  if (auto pos = out_path.find(key); pos != std::string::npos) {
+    std::string p = out_path;
+    p.replace(pos, key.size(), std::to_string(index));
+    return p;
+  }
+  return out_path + ".part-" + std::to_string(index) + "-of-" + std::to_string(count);
+}
+
+uint64_t shard_seed(uint64_t seed, int64_t index, int64_t count) {
+  if (count == 1) return seed;
+  // splitmix64 of (seed, index): neighbouring seeds and parts stay far apart.
+  uint64_t z = seed + 0x9E3779B97F4A7C15ull * (static_cast<uint64_t>(index) + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+int64_t merge_csv_shards(const std::vector<std::string>& parts, const std::string& id_column,
+                         const std::string& out_path) {
+  if (parts.empty()) throw UsageError("merge needs at least one shard file");
+  check_writable(out_path);
+  std::unordered_map<std::string, std::pair<size_t, long>> seen;  // id -> (part, line)
+  std::string out;
+  std::vector<std::string> header;
+  int64_t patients = 0;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const CsvTable t = read_csv(parts[i]);
+    if (i == 0) {
+      header = t.header;
+      for (size_t c = 0; c < t.header.size(); ++c)
+        out += (c ? "," : "") + csv_field(t.header[c], t.header_quoted);
+      out += '\n';
+    } else if (t.header != header) {
+      throw InputError(located(parts[i], 1, 1,
+                               "header differs from " + parts[0] +
+                                   "'s; shards must come from "
+                                   "one model",
+                               ""));
+    }
+    const long id_col = t.column_of(id_column);
+    if (id_col < 0)
+      throw InputError(located(parts[i], 1, 1, "no patient id column '" + id_column + "'", ""));
+    std::string prev;
+    for (size_t r = 0; r < t.rows.size(); ++r) {
+      const auto& row = t.rows[r];
+      const std::string& id = row[static_cast<size_t>(id_col)];
+      if (r == 0 || id != prev) {
+        auto [it, fresh] = seen.emplace(id, std::make_pair(i, t.line_of_row[r]));
+        if (!fresh)
+          throw InputError(located(parts[i], t.line_of_row[r], id_col + 1,
+                                   "patient id also used in " + parts[it->second.first] + " line " +
+                                       std::to_string(it->second.second) +
+                                       "; shards must be sampled with distinct --shard K/N",
+                                   id));
+        ++patients;
+        prev = id;
+      }
+      for (size_t c = 0; c < row.size(); ++c)
+        out += (c ? "," : "") + csv_field(row[c], t.quoted[r][c] != 0);
+      out += '\n';
+    }
+  }
+  write_text_atomically(out_path, out);
+  return patients;
 }
 
 Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleResult* result,
@@ -145,6 +234,13 @@ SampleResult sample_to_csv(const SampleConfig& cfg,
     throw UsageError("--device " + cfg.device + " asked for, but no CUDA device is available");
   CheckpointContents ckpt = load_checkpoint(cfg.model_path, device);
   SampleConfig resolved = cfg;
+  if (cfg.shard_count > 1) {
+    const int64_t lo = cfg.n * cfg.shard_index / cfg.shard_count;
+    const int64_t hi = cfg.n * (cfg.shard_index + 1) / cfg.shard_count;
+    resolved.n = hi - lo;
+    resolved.first_id = cfg.first_id + lo;
+    resolved.seed = shard_seed(cfg.seed, cfg.shard_index, cfg.shard_count);
+  }
   const bool seed_preset =
       ckpt.meta.at("train_config").value("preset", std::string("default")) == "seed";
   if (!resolved.hold_static.has_value()) resolved.hold_static = !seed_preset;

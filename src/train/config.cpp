@@ -64,6 +64,7 @@ void TrainConfig::validate() const {
   need(time_limit_s >= 0 && std::isfinite(time_limit_s),
        "--time-limit must be >= 0 seconds (0 = none)");
   scaler.validate();
+  dist.validate();
 }
 
 json TrainConfig::to_json() const {

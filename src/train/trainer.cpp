@@ -30,6 +30,54 @@ torch::Device parse_device(const std::string& name) {
   return d;
 }
 
+// "{rank}" in an output path gives each rank its own file.
+std::string for_rank(std::string path, int rank) {
+  const std::string key = "{rank}";
+  for (auto pos = path.find(key); pos != std::string::npos; pos = path.find(key))
+    path.replace(pos, key.size(), std::to_string(rank));
+  return path;
+}
+
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+// Ranks must run the same job: compare a fingerprint of what they will train.
+void check_same_job(Communicator& comm, const std::string& description) {
+  const double h = static_cast<double>(fnv1a(description) >> 12);  // exact in a double
+  auto hi = torch::tensor({h, -h}, torch::kDouble);
+  comm.all_reduce_max(hi, "the start-up check");
+  if (hi[0].item<double>() != h || -hi[1].item<double>() != h)
+    throw UsageError("rank " + std::to_string(comm.rank()) +
+                     ": the ranks were started with different data or settings (every rank "
+                     "needs the same arguments and input file)");
+}
+
+// All parameters in one flat buffer, for one collective per step.
+torch::Tensor flat_grads(const std::vector<torch::Tensor>& params) {
+  std::vector<torch::Tensor> parts;
+  parts.reserve(params.size());
+  for (const auto& p : params)
+    parts.push_back(p.grad().defined() ? p.grad().reshape(-1).to(torch::kFloat)
+                                       : torch::zeros({p.numel()}, p.options()));
+  return torch::cat(parts);
+}
+
+void unflatten_into_grads(const torch::Tensor& flat, std::vector<torch::Tensor>& params) {
+  int64_t off = 0;
+  for (auto& p : params) {
+    const int64_t k = p.numel();
+    auto src = flat.slice(0, off, off + k).view(p.sizes());
+    if (p.grad().defined())
+      p.mutable_grad().copy_(src);
+    else
+      p.mutable_grad() = src.clone();
+    off += k;
+  }
+}
+
 }  // namespace
 
 TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
@@ -54,10 +102,22 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
       throw UsageError("--epochs " + std::to_string(cfg.epochs) + " is not beyond the " +
                        std::to_string(resumed.epoch) + " epochs already in " + given.resume_path);
   }
-  const std::string log_path = cfg.log_path.empty() ? cfg.out_path + ".log.csv" : cfg.log_path;
-  check_writable(cfg.out_path);
-  check_writable(log_path);
-  const torch::Device device = parse_device(cfg.device);
+  std::unique_ptr<Communicator> comm;
+  if (given.dist.enabled()) comm = std::make_unique<Communicator>(given.dist);
+  const int rank = comm ? comm->rank() : 0;
+  const int world = comm ? comm->world_size() : 1;
+  // Rank 0 writes, or every rank when the path names its rank.
+  const bool writer = rank == 0 || cfg.out_path.find("{rank}") != std::string::npos;
+  cfg.out_path = for_rank(cfg.out_path, rank);
+  const std::string log_path =
+      cfg.log_path.empty() ? cfg.out_path + ".log.csv" : for_rank(cfg.log_path, rank);
+  if (writer) {
+    check_writable(cfg.out_path);
+    check_writable(log_path);
+  }
+  torch::Device device = parse_device(cfg.device);
+  if (comm && device.is_cuda() && !device.has_index())
+    device = torch::Device(torch::kCUDA, static_cast<torch::DeviceIndex>(given.dist.local_rank));
   if (cfg.precision == Precision::kFp16 && !device.is_cuda() &&
       !compat::cpu_autocast_supports(torch::kHalf))
     throw UsageError("--precision fp16 needs a CUDA device with this LibTorch (" +
@@ -68,9 +128,20 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
   EncodedCohort data;
   torch::Tensor cond_rows;  // [N, k] condition indices per patient
   TrainInfo info;
+  // Rank r keeps patients r, r + world, ...: the transforms are fitted on the
+  // whole cohort (every rank the same), the design tensor only on the shard.
+  int64_t n_global = 0;
+  std::string job_description;
+  auto shard = [&](const Cohort& cohort) {
+    n_global = cohort.n_patients();
+    if (world == 1) return cohort;
+    std::vector<int64_t> mine;
+    for (int64_t p = rank; p < n_global; p += world) mine.push_back(p);
+    return subset_patients(cohort, mine);
+  };
   if (resuming) {
     model = std::move(resumed.model);
-    Cohort cohort = load_data_with_schema(cfg.data_path, model.encoder.schema());
+    Cohort cohort = shard(load_data_with_schema(cfg.data_path, model.encoder.schema()));
     data = model.encoder.encode(cohort);
     cond_rows = model.conditions.indices(cohort);
     info.schema_source = "checkpoint";
@@ -100,15 +171,48 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
     unet.dropout = cfg.dropout;
     auto conditions = ConditionSpec::fit(loaded.schema, loaded.cohort, cfg.condition_on);
     model = DiffusionModel::create(encoder, unet, cfg.diffusion, conditions);
-    data = model.encoder.encode(loaded.cohort);
-    cond_rows = conditions.indices(loaded.cohort);
     model.training_fingerprints = record_fingerprints(loaded.cohort, loaded.schema);
-    model.x0_mean = data.x.mean(0);
-    model.x0_std = data.x.std(0, /*unbiased=*/false);
+    Cohort mine = shard(loaded.cohort);
+    loaded.cohort = Cohort();  // the shard is all this rank keeps
+    data = model.encoder.encode(mine);
+    cond_rows = conditions.indices(mine);
+    if (comm) {
+      // Per-cell mean and variance over all ranks' patients.
+      auto x = data.x.to(torch::kDouble);
+      auto s1 = x.sum(0), s2 = (x * x).sum(0);
+      comm->all_reduce_sum(s1, "the data statistics");
+      comm->all_reduce_sum(s2, "the data statistics");
+      auto mean = s1 / static_cast<double>(n_global);
+      model.x0_mean = mean.to(torch::kFloat);
+      model.x0_std = (s2 / static_cast<double>(n_global) - mean * mean)
+                         .clamp_min(0.0)
+                         .sqrt()
+                         .to(torch::kFloat);
+    } else {
+      model.x0_mean = data.x.mean(0);
+      model.x0_std = data.x.std(0, /*unbiased=*/false);
+    }
     info.schema_source = loaded.schema_source;
   }
   model.to(device);
-  const int64_t n = data.x.size(0);
+  const int64_t n = n_global;  // patients over all ranks: the epoch's shuffle is of these
+  if (comm && n_global < world)
+    throw UsageError("the cohort has " + std::to_string(n_global) + " patients, fewer than the " +
+                     std::to_string(world) + " ranks");
+  if (comm) {
+    json job = cfg.to_json();
+    job["patients"] = n_global;
+    job["channels"] = model.encoder.channels();
+    job["epoch"] = resuming ? resumed.epoch : 0;
+    job["world_size"] = world;
+    job.erase("out_path");
+    job.erase("log_path");
+    job.erase("resume_path");
+    check_same_job(*comm, job.dump());
+    // Every rank starts from rank 0's weights.
+    torch::NoGradGuard ng;
+    for (auto& p : model.net->parameters()) comm->broadcast(p, 0, "the initial weights");
+  }
   auto x_all = data.x.to(device);
   auto mask_all = data.loss_mask.to(device);
   const bool conditional = !model.conditions.empty();
@@ -118,6 +222,14 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
     null_row = model.conditions.null_row().to(device);
   }
   // Validity along time, broadcast into the per-channel loss mask already.
+  // Each patient's mask sum over all ranks: a global batch's loss denominator.
+  torch::Tensor mask_sums;
+  if (comm) {
+    mask_sums = torch::zeros({n_global}, torch::kDouble);
+    mask_sums.index_copy_(0, torch::arange(rank, n_global, world, torch::kLong),
+                          data.loss_mask.sum({1, 2}).to(torch::kDouble));
+    comm->all_reduce_sum(mask_sums, "the mask sums");
+  }
 
   torch::optim::Adam optimizer(model.net->parameters(), torch::optim::AdamOptions(cfg.lr).betas(
                                                             {cfg.adam_beta1, cfg.adam_beta2}));
@@ -178,7 +290,10 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
   int64_t seqs_done = 0;
   model.net->train();
 
+  auto params = model.net->parameters();
+  bool stop_requested = false;  // distributed: agreed on in the last step's collective
   auto save = [&](int64_t epochs_done, const json& extra) {
+    if (!writer) return;
     json meta = extra;
     meta["train_config"] = cfg.to_json();
     meta["epoch"] = epochs_done;
@@ -215,7 +330,7 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
     pr.epochs = cfg.epochs;
     pr.steps_per_epoch = steps_per_epoch;
     for (int64_t s = continuing ? resume_step : 0; s < steps_per_epoch; ++s) {
-      if (cb.should_stop && cb.should_stop()) {
+      if (comm ? stop_requested : (cb.should_stop && cb.should_stop())) {
         result.stopped_early = true;
         result.stopped_at_step = s;
         // Saved even between epochs: this epoch's shuffle is already drawn, and
@@ -230,22 +345,82 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
       }
       const int64_t b0 = s * cfg.batch, b1 = std::min(n, b0 + cfg.batch);
       auto idx = perm.slice(0, b0, b1);
-      auto xb = x_all.index_select(0, idx);
-      auto mb = mask_all.index_select(0, idx);
-      torch::Tensor cond_b;
-      if (conditional) {
-        // Drop every condition of a sequence at once, so the same network
-        // learns the unconditional model classifier-free guidance needs.
-        auto drop = torch::rand({b1 - b0, 1}, xb.options()) < cfg.cond_drop;
-        cond_b = torch::where(drop, null_row.unsqueeze(0), cond_all.index_select(0, idx));
+      double step_loss = 0, step_diff = 0, step_rec = 0;
+      if (!comm) {
+        auto xb = x_all.index_select(0, idx);
+        auto mb = mask_all.index_select(0, idx);
+        torch::Tensor cond_b;
+        if (conditional) {
+          // Drop every condition of a sequence at once, so the same network
+          // learns the unconditional model classifier-free guidance needs.
+          auto drop = torch::rand({b1 - b0, 1}, xb.options()) < cfg.cond_drop;
+          cond_b = torch::where(drop, null_row.unsqueeze(0), cond_all.index_select(0, idx));
+        }
+        LossTerms loss;
+        {
+          compat::AutocastScope amp(device.type(), autocast, amp_dtype);
+          loss = diffusion_loss(model.net, model.schedule, cfg.diffusion, xb, mb, cond_b);
+        }
+        optimizer.zero_grad();
+        scaler.scale(loss.total).backward();
+        step_loss = loss.total.item<double>();
+        step_diff = loss.diffusion.item<double>();
+        step_rec = loss.recon.item<double>();
+      } else {
+        // Every rank draws the whole global batch's randomness from the same
+        // generator and uses its own patients' rows: the summed gradient is
+        // the one a single process would compute.
+        auto gidx = idx.to(torch::kCPU);
+        torch::Tensor drop;
+        if (conditional) drop = torch::rand({b1 - b0, 1}) < cfg.cond_drop;
+        const LossDraws draws = draw_loss_noise(cfg.diffusion, model.schedule->n_steps(),
+                                                {b1 - b0, x_all.size(1), x_all.size(2)});
+        auto denom = mask_sums.index_select(0, gidx).sum().clamp_min(1.0).to(torch::kFloat);
+        auto pos = (gidx.remainder(world) == rank).nonzero().view(-1);
+        optimizer.zero_grad();
+        if (pos.numel() > 0) {
+          auto local = gidx.index_select(0, pos).div(world, "floor").to(device);
+          auto xb = x_all.index_select(0, local);
+          auto mb = mask_all.index_select(0, local);
+          torch::Tensor cond_b;
+          if (conditional)
+            cond_b = torch::where(drop.index_select(0, pos).to(device), null_row.unsqueeze(0),
+                                  cond_all.index_select(0, local));
+          // Dropout draws from a rank's own stream, so the shared one stays in step.
+          torch::Tensor shared_rng;
+          if (cfg.dropout > 0) {
+            shared_rng = cpu_rng_state();
+            torch::manual_seed(
+                cfg.seed ^
+                (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(epoch * steps_per_epoch + s + 1)) ^
+                static_cast<uint64_t>(rank));
+          }
+          LossTerms loss;
+          {
+            compat::AutocastScope amp(device.type(), autocast, amp_dtype);
+            loss = diffusion_loss(model.net, model.schedule, cfg.diffusion, xb, mb, cond_b,
+                                  draws.rows(pos), denom);
+          }
+          scaler.scale(loss.total).backward();
+          if (shared_rng.defined()) set_cpu_rng_state(shared_rng);
+          step_loss = loss.total.item<double>();
+          step_diff = loss.diffusion.item<double>();
+          step_rec = loss.recon.item<double>();
+        }
+        // One collective: the gradients, this step's loss terms and any rank's stop request.
+        const bool stop_here = cb.should_stop && cb.should_stop();
+        auto flat =
+            torch::cat({flat_grads(params).to(torch::kCPU),
+                        torch::tensor({static_cast<float>(step_loss), static_cast<float>(step_diff),
+                                       static_cast<float>(step_rec), stop_here ? 1.0F : 0.0F})});
+        comm->all_reduce_sum(flat, "a training step");
+        const int64_t k = flat.size(0) - 4;
+        unflatten_into_grads(flat.slice(0, 0, k).to(device), params);
+        step_loss = flat[k].item<double>();
+        step_diff = flat[k + 1].item<double>();
+        step_rec = flat[k + 2].item<double>();
+        if (flat[k + 3].item<float>() > 0) stop_requested = true;
       }
-      LossTerms loss;
-      {
-        compat::AutocastScope amp(device.type(), autocast, amp_dtype);
-        loss = diffusion_loss(model.net, model.schedule, cfg.diffusion, xb, mb, cond_b);
-      }
-      optimizer.zero_grad();
-      scaler.scale(loss.total).backward();
       scaler.unscale(optimizer);
       if (cfg.clip > 0) torch::nn::utils::clip_grad_norm_(model.net->parameters(), cfg.clip);
       if (!scaler.step(optimizer))
@@ -254,9 +429,9 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
         ema->update(model.net);
       scaler.update();
 
-      sum_loss += loss.total.item<double>();
-      sum_diff += loss.diffusion.item<double>();
-      sum_rec += loss.recon.item<double>();
+      sum_loss += step_loss;
+      sum_diff += step_diff;
+      sum_rec += step_rec;
       seqs_done += b1 - b0;
       if (!std::isfinite(sum_loss))
         throw RuntimeError("training diverged at epoch " + std::to_string(epoch + 1) +
@@ -280,12 +455,17 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
     line << epoch + 1 << ',' << pr.loss << ',' << pr.diffusion << ',' << pr.recon << ','
          << seconds_since(t_epoch) << ',' << skipped << '\n';
     log_text += line.str();
-    write_text_atomically(log_path, log_text);
+    if (writer) write_text_atomically(log_path, log_text);
 
     // Whole epochs only: stop when the next one would end past the limit.
     const double epoch_s = seconds_since(t_epoch);
-    const bool out_of_time = cfg.time_limit_s > 0 && epoch + 1 < cfg.epochs &&
-                             seconds_since(t_start) + epoch_s > cfg.time_limit_s;
+    bool out_of_time = cfg.time_limit_s > 0 && epoch + 1 < cfg.epochs &&
+                       seconds_since(t_start) + epoch_s > cfg.time_limit_s;
+    if (comm && cfg.time_limit_s > 0) {  // one rank out of time stops them all
+      auto flag = torch::tensor({out_of_time ? 1.0F : 0.0F});
+      comm->all_reduce_max(flag, "the time-limit check");
+      out_of_time = flag.item<float>() > 0;
+    }
     const bool last = epoch + 1 == cfg.epochs || out_of_time;
     if (last || (epoch + 1 - start_epoch) % cfg.checkpoint_every == 0) {
       save(epoch + 1, json::object());
@@ -300,6 +480,21 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
       break;
     }
   }
+  if (comm) {
+    // The invariant data parallelism rests on: every rank holds rank 0's weights.
+    torch::NoGradGuard ng;
+    auto mine = torch::cat([&] {
+      std::vector<torch::Tensor> v;
+      for (const auto& p : params) v.push_back(p.detach().reshape(-1).to(torch::kCPU));
+      return v;
+    }());
+    auto root = mine.clone();
+    comm->broadcast(root, 0, "the final weight check");
+    if (!torch::equal(mine, root))
+      throw RuntimeError("rank " + std::to_string(rank) +
+                         ": parameters differ from rank 0's after training");
+  }
+  result.world_size = world;
   result.seconds = seconds_since(t_start);
   return result;
 }

@@ -1,0 +1,22 @@
+# c10d's Gloo backend: LibTorch builds it in, but its header is guarded by
+# USE_C10D_GLOO and includes gloo's own headers (Debian: libgloo-dev; PyTorch's
+# LibTorch ships them under include/). Found: distributed training is built.
+option(HEALTHGYM_DISTRIBUTED "Build distributed training with c10d/Gloo when available" ON)
+
+function(healthgym_enable_gloo target)
+  if(NOT HEALTHGYM_DISTRIBUTED)
+    message(STATUS "healthgym: distributed training off (HEALTHGYM_DISTRIBUTED=OFF)")
+    return()
+  endif()
+  find_path(HEALTHGYM_C10D_GLOO_HEADER torch/csrc/distributed/c10d/ProcessGroupGloo.hpp
+            HINTS ${TORCH_INCLUDE_DIRS})
+  find_path(HEALTHGYM_GLOO_HEADER gloo/config.h HINTS ${TORCH_INCLUDE_DIRS})
+  if(HEALTHGYM_C10D_GLOO_HEADER AND HEALTHGYM_GLOO_HEADER)
+    target_compile_definitions(${target} PRIVATE USE_C10D_GLOO)
+    target_include_directories(${target} PRIVATE ${HEALTHGYM_GLOO_HEADER})
+    message(STATUS "healthgym: distributed training with c10d/Gloo (${HEALTHGYM_GLOO_HEADER})")
+  else()
+    message(WARNING "healthgym: gloo headers not found (Debian: libgloo-dev); "
+                    "multi-process training will report that it is not built")
+  endif()
+endfunction()

@@ -1,0 +1,59 @@
+#pragma once
+// Data-parallel process groups over LibTorch's c10d (Gloo), configured the way
+// PyTorch users know: RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT.
+// The c10d headers stay out of this header (they need USE_C10D_GLOO and gloo's
+// headers); everything goes through Communicator.
+#include <torch/torch.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace healthgym {
+
+struct DistConfig {
+  int rank = 0;
+  int world_size = 1;
+  int local_rank = 0;
+  std::string master_addr = "127.0.0.1";
+  int master_port = 29500;
+  // Bounds every rendezvous and collective: a rank that exits or hangs makes
+  // the others fail with a clear message after at most this long.
+  double timeout_s = 300;
+
+  bool enabled() const { return world_size > 1; }
+  void validate() const;  // throws UsageError
+  // Reads the variables torchrun sets. Unset WORLD_SIZE means one process.
+  // getenv is a parameter so tests can pass their own environment.
+  static DistConfig from_env(const std::function<const char*(const char*)>& getenv_fn);
+};
+
+// Whether this build has c10d's Gloo backend (USE_C10D_GLOO and libgloo-dev).
+bool distributed_available();
+
+class Communicator {
+ public:
+  // Rendezvous through a TCPStore on master_addr:master_port (rank 0 serves
+  // it). Throws RuntimeError naming the ranks still missing at the timeout.
+  explicit Communicator(const DistConfig& config);
+  ~Communicator();
+  Communicator(const Communicator&) = delete;
+  Communicator& operator=(const Communicator&) = delete;
+
+  int rank() const { return config_.rank; }
+  int world_size() const { return config_.world_size; }
+
+  // In place, across all ranks. Tensors on a CUDA device go through a host
+  // copy (Gloo reduces host memory).
+  void all_reduce_sum(torch::Tensor& t, const char* what);
+  void all_reduce_max(torch::Tensor& t, const char* what);
+  void broadcast(torch::Tensor& t, int root, const char* what);
+  void barrier(const char* what);
+
+ private:
+  struct Impl;
+  DistConfig config_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace healthgym
