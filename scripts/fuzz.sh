@@ -20,6 +20,7 @@ status=0
 for t in "${targets[@]}"; do
   work="build-fuzz/findings/$t"
   mkdir -p "$work/corpus"
+  rm -f "$work"/crash-* "$work"/timeout-* "$work"/oom-*
   echo "fuzz_$t: ${seconds}s"
   # New inputs go to a scratch corpus; the checked-in one is only read.
   if ! (cd "$work" && ASAN_OPTIONS=detect_leaks=0 ../../fuzz_"$t" -max_total_time="$seconds" \

@@ -142,11 +142,10 @@ class Distributed : public ::testing::Test {
     if (!distributed_available()) GTEST_SKIP() << "built without c10d Gloo (libgloo-dev)";
     data_ = head_patients(dir_, source_path("data/pbcseq.csv"), 30, "pbc.csv");
   }
-  std::string train_args(int epochs) const {
+  std::string train_args(int epochs, int batch = 16) const {
     return " train --data " + data_ +
-           " --id id --time day --hidden 16 --n-steps 20 --batch 16 --seed 5 --threads 1"
-           " --epochs " +
-           std::to_string(epochs);
+           " --id id --time day --hidden 16 --n-steps 20 --seed 5 --threads 1 --batch " +
+           std::to_string(batch) + " --epochs " + std::to_string(epochs);
   }
   TempDir dir_;
   std::string data_;
@@ -190,6 +189,33 @@ TEST_F(Distributed, ResumeOnAnotherWorldSizeContinuesTheRun) {
             1e-3);
 }
 
+TEST_F(Distributed, DropoutKeepsRanksInStep) {
+  // Dropout draws differ per rank; the shared stream (shuffle, noise) must
+  // not, or the ranks would train on different batches. train() checks the
+  // ranks' weights are equal at the end and fails otherwise.
+  auto r = run_command(kBin + train_args(2) + " --dropout 0.2 --nproc 2 --out " +
+                       dir_.file("d-{rank}.hg"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(torch::equal(flat_weights(dir_.file("d-0.hg")), flat_weights(dir_.file("d-1.hg"))));
+}
+
+TEST_F(Distributed, SigintStopsEveryRankAtOneStepAndResumes) {
+  const std::string ck = dir_.file("s.hg");
+  const std::string script = kBin + train_args(80, 4) + " --nproc 2 --out " + ck + " > " +
+                             dir_.file("s.txt") + " 2>&1 & p=$!; for i in $(seq 600); do [ -f " +
+                             ck + " ] && break; sleep 0.1; done; kill -INT $p; wait $p";
+  auto r = run_command("bash -c '" + script + "'");
+  const std::string out = read_file(dir_.file("s.txt"));
+  ASSERT_EQ(r.exit_code, 130) << out;
+  EXPECT_NE(out.find("stopped by SIGINT after"), std::string::npos) << out;
+  auto resumed = run_command(kBin + " train --resume " + ck + " --epochs 80 --threads 1 --nproc 2");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  auto full = run_command(kBin + train_args(80, 4) + " --nproc 2 --out " + dir_.file("f.hg"));
+  ASSERT_EQ(full.exit_code, 0) << full.output;
+  // The interrupted run ends with the uninterrupted run's weights.
+  EXPECT_TRUE(torch::equal(flat_weights(ck), flat_weights(dir_.file("f.hg"))));
+}
+
 TEST_F(Distributed, MissingRankTimesOutWithAClearMessage) {
   const std::string env =
       "RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(free_port()) + " ";
@@ -210,7 +236,8 @@ TEST_F(Distributed, KilledRankMakesTheOtherFailInsteadOfHanging) {
       " > " + dir_.file("r0.txt") + " 2>&1 & p0=$!; RANK=1 " + kBin + args +
       " > /dev/null 2>&1 & p1=$!; for i in $(seq 600); do [ -f " + dir_.file("k.hg") +
       " ] && break; sleep 0.1; done; kill -9 $p1; "
-      "( sleep 120; kill -9 $p0 ) >/dev/null 2>&1 & w=$!; wait $p0; rc=$?; kill $w 2>/dev/null; exit $rc";
+      "( sleep 120; kill -9 $p0 ) >/dev/null 2>&1 & w=$!; wait $p0; rc=$?; kill $w 2>/dev/null; "
+      "exit $rc";
   auto r = run_command("bash -c '" + script + "'");
   const std::string log = read_file(dir_.file("r0.txt"));
   EXPECT_EQ(r.exit_code, 5) << log;
