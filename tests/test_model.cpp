@@ -135,3 +135,21 @@ TEST(Diffusion, LossIgnoresPaddingAndUnobservedCells) {
   EXPECT_NEAR(l1.total.item<float>(), l1.diffusion.item<float>() + 20 * l1.recon.item<float>(),
               1e-4);
 }
+
+TEST(UNet, UpsampleEqualsTransposedConvolutionValuesAndGradients) {
+  torch::manual_seed(3);
+  for (int64_t len : {1, 5, 8, 13}) {
+    torch::nn::ConvTranspose1d ref(torch::nn::ConvTranspose1dOptions(6, 4, 4).stride(2).padding(1));
+    auto x = torch::randn({3, 6, len}, torch::requires_grad());
+    auto y_ref = ref->forward(x);
+    auto y = upsample_k4s2p1(x, ref->weight, ref->bias);
+    ASSERT_EQ(y.sizes(), y_ref.sizes());
+    EXPECT_TRUE(torch::allclose(y, y_ref, 1e-5, 1e-6)) << "length " << len;
+    auto g = torch::randn_like(y);
+    auto grads_ref = torch::autograd::grad({y_ref}, {x, ref->weight, ref->bias}, {g});
+    auto grads = torch::autograd::grad({y}, {x, ref->weight, ref->bias}, {g});
+    for (size_t i = 0; i < 3; ++i)
+      EXPECT_TRUE(torch::allclose(grads[i], grads_ref[i], 1e-5, 1e-5))
+          << "length " << len << " grad " << i;
+  }
+}

@@ -79,6 +79,13 @@ class UNetImpl : public torch::nn::Module {
 };
 TORCH_MODULE(UNet);
 
+// ConvTranspose1d(kernel 4, stride 2, padding 1) with its weight [Cin, Cout, 4]
+// and bias, computed as one stride-1 convolution and an interleave: the same
+// values as LibTorch's transposed convolution, whose CPU kernel (im2col, no
+// oneDNN) took 0.3-1 s per forward and backward at the reference shapes.
+torch::Tensor upsample_k4s2p1(const torch::Tensor& x, const torch::Tensor& weight,
+                              const torch::Tensor& bias);
+
 // Crops or right-pads the last dimension of x to length n.
 torch::Tensor align_length(const torch::Tensor& x, int64_t n);
 

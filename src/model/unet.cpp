@@ -93,6 +93,25 @@ torch::Tensor ResBlockImpl::forward(const torch::Tensor& x, const torch::Tensor&
   return y + x;
 }
 
+torch::Tensor upsample_k4s2p1(const torch::Tensor& x, const torch::Tensor& weight,
+                              const torch::Tensor& bias) {
+  // Output position o gets x[i] w[k] for o = 2i + k - 1, so even outputs
+  // y[2m] = W1' x[m] + W3' x[m-1] and odd ones y[2m+1] = W0' x[m+1] + W2' x[m]:
+  // both phases are taps over (x[m-1], x[m], x[m+1]), one stride-1 conv with
+  // 2C outputs, interleaved after.
+  auto w = weight.permute({1, 0, 2});  // [Cout, Cin, 4]
+  auto zero = torch::zeros_like(w.select(2, 0));
+  auto even = torch::stack({w.select(2, 3), w.select(2, 1), zero}, 2);
+  auto odd = torch::stack({zero, w.select(2, 2), w.select(2, 0)}, 2);
+  auto kernel = torch::cat({even, odd}, 0);  // [2 Cout, Cin, 3]
+  auto y = F::conv1d(x, kernel,
+                     F::Conv1dFuncOptions()
+                         .bias(bias.defined() ? torch::cat({bias, bias}) : torch::Tensor())
+                         .padding(1));
+  const int64_t b = x.size(0), c = w.size(0), l = x.size(2);
+  return y.view({b, 2, c, l}).permute({0, 2, 3, 1}).reshape({b, c, 2 * l});
+}
+
 torch::Tensor align_length(const torch::Tensor& x, int64_t n) {
   const int64_t l = x.size(-1);
   if (l > n) return x.narrow(-1, 0, n);
@@ -175,7 +194,8 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x_in, const torch::Tensor& 
   auto [gm, bm] = film_mid_(t, ce);
   x = mid2_(mid1_(x, gm, bm), gm, bm);
   for (int64_t i = 0; i < config_.levels; ++i) {
-    x = unpool_[i]->as<torch::nn::ConvTranspose1d>()->forward(x);
+    auto* up = unpool_[i]->as<torch::nn::ConvTranspose1d>();
+    x = upsample_k4s2p1(x, up->weight, up->bias);
     auto s = skips.back();
     skips.pop_back();
     x = align_length(x, s.size(-1));
