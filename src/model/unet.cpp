@@ -87,7 +87,8 @@ torch::Tensor ResBlockImpl::forward(const torch::Tensor& x, const torch::Tensor&
   // GroupNorm runs in fp32: LibTorch 1.13's CPU autocast fails on bf16 inputs
   // to group_norm, and normalisation statistics want the precision anyway.
   auto y = norm1_(x.to(torch::kFloat));
-  y = y * (1 + gamma.to(torch::kFloat).unsqueeze(-1)) + beta.to(torch::kFloat).unsqueeze(-1);
+  y = torch::addcmul(beta.to(torch::kFloat).unsqueeze(-1), y,
+                     1 + gamma.to(torch::kFloat).unsqueeze(-1));
   y = conv1_(torch::silu(y));
   y = conv2_(drop_(torch::silu(norm2_(y.to(torch::kFloat)))));
   return y + x;
