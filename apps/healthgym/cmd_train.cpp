@@ -242,8 +242,7 @@ Action register_train(CLI::App& app) {
     };
     const TrainResult r = train(cfg, cb);
     status.finish();
-    if (auto pos = cfg.out_path.find("{rank}"); pos != std::string::npos)
-      cfg.out_path.replace(pos, 6, std::to_string(cfg.dist.rank));
+    cfg.out_path = path_for_rank(cfg.out_path, cfg.dist.rank);
     if (r.stopped_early)
       throw Interrupted(std::string("stopped by ") +
                         (g_stop_signal == SIGTERM ? "SIGTERM" : "SIGINT") + " after " +

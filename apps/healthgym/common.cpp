@@ -27,8 +27,7 @@ int run_guarded(const std::function<void()>& body) {
               << e.what() << "\n";
     return e.exit_code();
   } catch (const c10::Error& e) {
-    std::string what = e.what();
-    std::cerr << "healthgym: error: " << what.substr(0, what.find('\n')) << "\n";
+    std::cerr << "healthgym: error: " << first_line(e.what()) << "\n";
     return 1;
   } catch (const std::exception& e) {
     std::cerr << "healthgym: error: " << e.what() << "\n";

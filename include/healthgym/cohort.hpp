@@ -41,6 +41,9 @@ Cohort subset_patients(const Cohort& cohort, const std::vector<int64_t>& which);
 // Writes a cohort as CSV in the schema's column order and output style.
 std::string format_cohort_csv(const Cohort& cohort, const Schema& schema);
 
+// 64-bit FNV-1a of bytes, continuing from h.
+uint64_t fnv1a(const char* data, size_t size, uint64_t h = 0xcbf29ce484222325ULL);
+
 // One 64-bit FNV-1a hash per patient of its rows as the CSV would write them,
 // id left out: two patients with the same hash print the same record. Lets a
 // checkpoint recognise copies of training patients without holding their data.

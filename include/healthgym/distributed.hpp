@@ -28,6 +28,10 @@ struct DistConfig {
   static DistConfig from_env(const std::function<const char*(const char*)>& getenv_fn);
 };
 
+// "{rank}" in an output path, replaced by the rank: every rank writes its own file.
+std::string path_for_rank(std::string path, int64_t rank);
+bool names_rank(const std::string& path);
+
 // Whether this build has c10d's Gloo backend (USE_C10D_GLOO and libgloo-dev).
 bool distributed_available();
 
@@ -48,7 +52,6 @@ class Communicator {
   void all_reduce_sum(torch::Tensor& t, const char* what);
   void all_reduce_max(torch::Tensor& t, const char* what);
   void broadcast(torch::Tensor& t, int root, const char* what);
-  void barrier(const char* what);
 
  private:
   struct Impl;

@@ -44,4 +44,7 @@ struct Interrupted : Error {
 std::string located(const std::string& file, long line, long col, const std::string& message,
                     const std::string& value);
 
+// The first line of a message: LibTorch's and c10d's carry a C++ stack trace after it.
+std::string first_line(const std::string& message);
+
 }  // namespace healthgym

@@ -17,6 +17,14 @@ int64_t Cohort::max_length() const {
   return m;
 }
 
+uint64_t fnv1a(const char* data, size_t size, uint64_t h) {
+  for (size_t i = 0; i < size; ++i) {
+    h ^= static_cast<unsigned char>(data[i]);
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
 Cohort subset_patients(const Cohort& co, const std::vector<int64_t>& which) {
   Cohort out;
   out.n_vars = co.n_vars;
@@ -46,12 +54,8 @@ std::vector<uint64_t> record_fingerprints(const Cohort& co, const Schema& schema
     one.times.assign(co.times.begin() + r0, co.times.begin() + r0 + n);
     one.cells.assign(co.cells.begin() + r0 * co.n_vars, co.cells.begin() + (r0 + n) * co.n_vars);
     const std::string text = format_cohort_csv(one, schema);
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = text.find('\n') + 1; i < text.size(); ++i) {  // past the header
-      h ^= static_cast<unsigned char>(text[i]);
-      h *= 0x100000001b3ULL;
-    }
-    out.push_back(h);
+    const size_t body = text.find('\n') + 1;  // past the header
+    out.push_back(fnv1a(text.data() + body, text.size() - body));
   }
   return out;
 }

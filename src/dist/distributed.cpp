@@ -25,12 +25,6 @@ int parse_env_int(const char* name, const char* value, int min_value) {
   return static_cast<int>(v);
 }
 
-// c10d's messages carry a C++ stack trace after the first line.
-std::string first_line(const std::string& s) {
-  const auto nl = s.find('\n');
-  return nl == std::string::npos ? s : s.substr(0, nl);
-}
-
 std::string seconds_text(double s) {
   std::ostringstream o;
   o << s;
@@ -38,6 +32,15 @@ std::string seconds_text(double s) {
 }
 
 }  // namespace
+
+std::string path_for_rank(std::string path, int64_t rank) {
+  const std::string key = "{rank}";
+  for (auto pos = path.find(key); pos != std::string::npos; pos = path.find(key))
+    path.replace(pos, key.size(), std::to_string(rank));
+  return path;
+}
+
+bool names_rank(const std::string& path) { return path.find("{rank}") != std::string::npos; }
 
 void DistConfig::validate() const {
   if (world_size < 1) throw UsageError("WORLD_SIZE must be >= 1, is " + std::to_string(world_size));
@@ -166,12 +169,6 @@ void Communicator::broadcast(torch::Tensor& t, int root, const char* what) {
   });
 }
 
-void Communicator::barrier(const char* what) {
-  // A one-element all-reduce: Gloo's barrier has no per-call timeout.
-  auto t = torch::zeros({1});
-  all_reduce_sum(t, what);
-}
-
 #else  // no Gloo in this build
 
 bool distributed_available() { return false; }
@@ -187,7 +184,6 @@ Communicator::~Communicator() = default;
 void Communicator::all_reduce_sum(torch::Tensor&, const char*) {}
 void Communicator::all_reduce_max(torch::Tensor&, const char*) {}
 void Communicator::broadcast(torch::Tensor&, int, const char*) {}
-void Communicator::barrier(const char*) {}
 
 #endif
 

@@ -201,9 +201,8 @@ DiffusionModel model_from_meta(const json& meta, const std::string& path) {
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
-    std::string what = e.what();
-    what = what.substr(0, what.find('\n'));
-    throw InputError(path + ": checkpoint metadata is incomplete or corrupt: " + what);
+    throw InputError(path +
+                     ": checkpoint metadata is incomplete or corrupt: " + first_line(e.what()));
   }
 }
 
@@ -257,9 +256,8 @@ CheckpointContents load_checkpoint(const std::string& path, const torch::Device&
   } catch (const InputError&) {
     throw;
   } catch (const std::exception& e) {
-    std::string what = e.what();
-    what = what.substr(0, what.find('\n'));
-    throw InputError(path + ": cannot read checkpoint (truncated or corrupt): " + what);
+    throw InputError(path +
+                     ": cannot read checkpoint (truncated or corrupt): " + first_line(e.what()));
   }
   try {
     out.model = model_from_meta(meta, path);
@@ -289,9 +287,7 @@ CheckpointContents load_checkpoint(const std::string& path, const torch::Device&
   } catch (const InputError&) {
     throw;
   } catch (const std::exception& e) {
-    std::string what = e.what();
-    what = what.substr(0, what.find('\n'));
-    throw InputError(path + ": checkpoint is incomplete or corrupt: " + what);
+    throw InputError(path + ": checkpoint is incomplete or corrupt: " + first_line(e.what()));
   }
   out.epoch = meta.value("epoch", int64_t{0});
   out.meta = std::move(meta);

@@ -50,6 +50,8 @@ std::string printable(const std::string& value) {
 
 }  // namespace
 
+std::string first_line(const std::string& message) { return message.substr(0, message.find('\n')); }
+
 std::string located(const std::string& file, long line, long col, const std::string& message,
                     const std::string& value) {
   std::string out = file;

@@ -48,12 +48,7 @@ std::pair<int64_t, int64_t> parse_shard(const std::string& text) {
 }
 
 std::string shard_path(const std::string& out_path, int64_t index, int64_t count) {
-  const std::string key = "{rank}";
-  if (auto pos = out_path.find(key); pos != std::string::npos) {
-    std::string p = out_path;
-    p.replace(pos, key.size(), std::to_string(index));
-    return p;
-  }
+  if (names_rank(out_path)) return path_for_rank(out_path, index);
   return out_path + ".part-" + std::to_string(index) + "-of-" + std::to_string(count);
 }
 

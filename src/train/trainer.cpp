@@ -30,23 +30,10 @@ torch::Device parse_device(const std::string& name) {
   return d;
 }
 
-// "{rank}" in an output path gives each rank its own file.
-std::string for_rank(std::string path, int rank) {
-  const std::string key = "{rank}";
-  for (auto pos = path.find(key); pos != std::string::npos; pos = path.find(key))
-    path.replace(pos, key.size(), std::to_string(rank));
-  return path;
-}
-
-uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  return h;
-}
-
 // Ranks must run the same job: compare a fingerprint of what they will train.
 void check_same_job(Communicator& comm, const std::string& description) {
-  const double h = static_cast<double>(fnv1a(description) >> 12);  // exact in a double
+  const double h = static_cast<double>(fnv1a(description.data(), description.size()) >>
+                                       12);  // exact in a double
   auto hi = torch::tensor({h, -h}, torch::kDouble);
   comm.all_reduce_max(hi, "the start-up check");
   if (hi[0].item<double>() != h || -hi[1].item<double>() != h)
@@ -55,13 +42,16 @@ void check_same_job(Communicator& comm, const std::string& description) {
                      "needs the same arguments and input file)");
 }
 
-// All parameters in one flat buffer, for one collective per step.
-torch::Tensor flat_grads(const std::vector<torch::Tensor>& params) {
+// All gradients and then `extra` in one flat host buffer (one copy), for one
+// collective per step.
+torch::Tensor flat_grads(const std::vector<torch::Tensor>& params, const torch::Tensor& extra) {
   std::vector<torch::Tensor> parts;
-  parts.reserve(params.size());
+  parts.reserve(params.size() + 1);
   for (const auto& p : params)
     parts.push_back(p.grad().defined() ? p.grad().reshape(-1).to(torch::kFloat)
                                        : torch::zeros({p.numel()}, p.options()));
+  for (auto& t : parts) t = t.to(torch::kCPU);
+  parts.push_back(extra);
   return torch::cat(parts);
 }
 
@@ -107,10 +97,10 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
   const int rank = comm ? comm->rank() : 0;
   const int world = comm ? comm->world_size() : 1;
   // Rank 0 writes, or every rank when the path names its rank.
-  const bool writer = rank == 0 || cfg.out_path.find("{rank}") != std::string::npos;
-  cfg.out_path = for_rank(cfg.out_path, rank);
+  const bool writer = rank == 0 || names_rank(cfg.out_path);
+  cfg.out_path = path_for_rank(cfg.out_path, rank);
   const std::string log_path =
-      cfg.log_path.empty() ? cfg.out_path + ".log.csv" : for_rank(cfg.log_path, rank);
+      cfg.log_path.empty() ? cfg.out_path + ".log.csv" : path_for_rank(cfg.log_path, rank);
   if (writer) {
     check_writable(cfg.out_path);
     check_writable(log_path);
@@ -409,10 +399,9 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
         }
         // One collective: the gradients, this step's loss terms and any rank's stop request.
         const bool stop_here = cb.should_stop && cb.should_stop();
-        auto flat =
-            torch::cat({flat_grads(params).to(torch::kCPU),
-                        torch::tensor({static_cast<float>(step_loss), static_cast<float>(step_diff),
-                                       static_cast<float>(step_rec), stop_here ? 1.0F : 0.0F})});
+        auto flat = flat_grads(
+            params, torch::tensor({static_cast<float>(step_loss), static_cast<float>(step_diff),
+                                   static_cast<float>(step_rec), stop_here ? 1.0F : 0.0F}));
         comm->all_reduce_sum(flat, "a training step");
         const int64_t k = flat.size(0) - 4;
         unflatten_into_grads(flat.slice(0, 0, k).to(device), params);
