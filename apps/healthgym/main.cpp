@@ -1,4 +1,5 @@
 // healthgym: learn from real longitudinal patient records, generate synthetic ones.
+#include <csignal>
 #include <iostream>
 #include <map>
 
@@ -11,6 +12,11 @@
 int main(int argc, char** argv) {
   using namespace healthgym::cli;
   set_program_args(argc, argv);
+  // Gloo writes to its sockets without MSG_NOSIGNAL: when a peer rank dies, the
+  // default SIGPIPE would kill this rank silently (exit 141) instead of letting
+  // it report the lost peer. Python ignores SIGPIPE at start-up, so PyTorch users
+  // never see this; a failed write to a closed pipe becomes an error we report.
+  std::signal(SIGPIPE, SIG_IGN);
   CLI::App app{
       "healthgym: train a diffusion model (Health Gym v3) on a cohort of longitudinal patient "
       "records in long-format CSV, then sample synthetic patients in the same format.\n\n"

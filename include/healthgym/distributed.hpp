@@ -39,6 +39,8 @@ class Communicator {
  public:
   // Rendezvous through a TCPStore on master_addr:master_port (rank 0 serves
   // it). Throws RuntimeError naming the ranks still missing at the timeout.
+  // The process should ignore SIGPIPE (the CLI does): Gloo's socket writes to a
+  // dead peer otherwise kill it instead of raising the lost-peer error.
   explicit Communicator(const DistConfig& config);
   ~Communicator();
   Communicator(const Communicator&) = delete;
