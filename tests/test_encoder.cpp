@@ -158,3 +158,83 @@ TEST(Encoder, RegularGridNeedsNoTimeChannel) {
   EXPECT_EQ(e.time_channel(), -1);
   EXPECT_THROW(time_mode_from_string("weekly"), UsageError);
 }
+
+TEST(Encoder, FillWeightCountsUnobservedValuesWithinLengthOnly) {
+  TempDir dir;
+  auto d = pbc_subset(dir, 30);
+  Encoder e = Encoder::fit(d.schema, d.cohort, 16, 1e-3);
+  EncodedCohort enc = e.encode(d.cohort);
+  EXPECT_TRUE(torch::equal(fill_weighted_mask(enc, 0.0), enc.loss_mask));
+  auto m = fill_weighted_mask(enc, 0.25);
+  for (int64_t p = 0; p < 30; ++p) {
+    const int64_t len = enc.lengths[p].item<int64_t>();
+    if (len < 16) EXPECT_EQ(m[p].slice(1, len).sum().item<float>(), 0.f);
+    for (const auto& v : e.schema().variables) {
+      if (v.observed_channel < 0) continue;
+      for (int64_t k = 0; k < len; ++k) {
+        const bool obs = enc.x[p][v.observed_channel][k].item<float>() > 0;
+        EXPECT_EQ(m[p][v.observed_channel][k].item<float>(), 1.f);
+        EXPECT_FLOAT_EQ(m[p][v.value_offset][k].item<float>(), obs ? 1.f : 0.25f);
+      }
+    }
+  }
+  EXPECT_THROW(fill_weighted_mask(enc, 1.5), UsageError);
+}
+
+TEST(Encoder, ProjectFillZeroesPaddingAndUnobservedValues) {
+  TempDir dir;
+  auto d = pbc_subset(dir, 8);
+  Encoder e = Encoder::fit(d.schema, d.cohort, 16, 1e-3);
+  torch::manual_seed(3);
+  auto x0 = torch::randn({3, e.channels(), 16});
+  auto lengths = torch::tensor({16, 9, 1}, torch::kLong);
+  auto y = e.project_fill(x0, lengths);
+  for (int64_t p = 0; p < 3; ++p) {
+    const int64_t len = lengths[p].item<int64_t>();
+    if (len < 16) EXPECT_EQ(y[p].slice(1, len).abs().sum().item<float>(), 0.f);
+    for (const auto& v : e.schema().variables) {
+      for (int64_t k = 0; k < len; ++k) {
+        const bool open = v.observed_channel < 0 || x0[p][v.observed_channel][k].item<float>() > 0;
+        for (int64_t q = 0; q < v.value_width; ++q) {
+          const float want = open ? x0[p][v.value_offset + q][k].item<float>() : 0.f;
+          EXPECT_EQ(y[p][v.value_offset + q][k].item<float>(), want) << v.name;
+        }
+        if (v.observed_channel >= 0)
+          EXPECT_EQ(y[p][v.observed_channel][k].item<float>(),
+                    x0[p][v.observed_channel][k].item<float>());
+      }
+    }
+  }
+  // Encoded training data is a fixed point: its cells already hold the fill.
+  EncodedCohort enc = e.encode(d.cohort);
+  EXPECT_TRUE(torch::equal(e.project_fill(enc.x, enc.lengths), enc.x));
+}
+
+TEST(Encoder, RangeTailRoundTripsAndOldFilesReadAsMinMax) {
+  TempDir dir;
+  auto d = pbc_subset(dir, 60);
+  Encoder e = Encoder::fit(d.schema, d.cohort, 16, 1e-3, TimeMode::kAuto, 0.05);
+  EncodedCohort enc = e.encode(d.cohort);
+  EXPECT_LE(enc.x.abs().max().item<float>(), 1.0f + 1e-6f);
+  Cohort back = e.decode(enc.x, enc.lengths, {});
+  for (int64_t r = 0; r < back.n_rows(); ++r)
+    for (int64_t v = 0; v < back.n_vars; ++v) {
+      const double a = d.cohort.cell(r, v), b = back.cell(r, v);
+      if (is_missing(a)) continue;
+      EXPECT_NEAR(a, b, 1e-3 * std::max(1.0, std::abs(a))) << "row " << r << " var " << v;
+    }
+  Encoder again = Encoder::from_json(e.to_json());
+  EXPECT_TRUE(torch::equal(again.encode(d.cohort).x, enc.x));
+  // A checkpoint written before the spread existed decodes as plain min-max.
+  auto j = Encoder::fit(d.schema, d.cohort, 16, 1e-3, TimeMode::kAuto).to_json();
+  auto old = j;
+  for (auto& jr : old["real_transforms"]) {
+    jr.erase("tail");
+    jr.erase("bulk_lo");
+    jr.erase("bulk_hi");
+  }
+  EXPECT_TRUE(torch::equal(Encoder::from_json(old).encode(d.cohort).x,
+                           Encoder::from_json(j).encode(d.cohort).x));
+  old["real_transforms"][0]["bulk_lo"] = 2.0;
+  EXPECT_THROW(Encoder::from_json(old), InputError);
+}

@@ -432,3 +432,36 @@ TEST(PowerTransform, KindStrings) {
     EXPECT_EQ(e.exit_code(), 3);
   }
 }
+
+TEST(PowerTransform, RangeTailSpreadsTheBulkAndStaysInvertible) {
+  // 400 values around 7.4 and two gross outliers, like PhysioNet's pH.
+  std::vector<double> x;
+  for (int i = 0; i < 400; ++i) x.push_back(7.0 + 0.8 * i / 399.0);
+  x.push_back(0.5);
+  x.push_back(100.0);
+  const auto plain = hg::RealTransform::fit(x, hg::PowerKind::kNone, 1e-3);
+  const auto robust = hg::RealTransform::fit(x, hg::PowerKind::kNone, 1e-3, 0.05);
+  EXPECT_EQ(plain.tail, 0.0);
+  EXPECT_EQ(robust.tail, 0.05);
+  // Min-max squeezes the bulk into under 1% of [0,1]; the spread gives it 90%.
+  EXPECT_LT(plain.forward(7.8) - plain.forward(7.0), 0.01);
+  EXPECT_GT(robust.forward(7.8) - robust.forward(7.0), 0.85);
+  EXPECT_DOUBLE_EQ(robust.forward(0.5), 0.0);
+  EXPECT_DOUBLE_EQ(robust.forward(100.0), 1.0);
+  double last = -1;
+  for (double v : {0.5, 3.0, 7.0, 7.4, 7.8, 50.0, 100.0}) {
+    const double u = robust.forward(v);
+    EXPECT_GT(u, last) << v;  // monotone
+    last = u;
+    EXPECT_NEAR(robust.inverse(u), v, 1e-12 * std::max(1.0, v)) << v;
+  }
+  // Without tails on one side that side gets no share; a bulk of one value
+  // keeps plain min-max.
+  std::vector<double> left(x.begin(), x.end() - 1);
+  const auto one_sided = hg::RealTransform::fit(left, hg::PowerKind::kNone, 1e-3, 0.05);
+  EXPECT_NEAR(one_sided.forward(7.8), 1.0, 1e-12);
+  std::vector<double> flat(100, 3.0);
+  flat.push_back(9.0);
+  EXPECT_EQ(hg::RealTransform::fit(flat, hg::PowerKind::kNone, 1e-3, 0.05).tail, 0.0);
+  EXPECT_THROW(hg::RealTransform::fit(x, hg::PowerKind::kNone, 1e-3, 0.5), hg::UsageError);
+}

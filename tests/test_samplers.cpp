@@ -193,3 +193,32 @@ TEST(Precision, Bf16MatchesFp32WithinTolerance) {
   EXPECT_LT((a - b).abs().max().item<double>(), 0.1) << "bf16 DDIM chain drifted from fp32";
   EXPECT_LT(((a - b).norm() / a.norm()).item<double>(), 0.03);
 }
+
+TEST(Samplers, ProjectedX0IsWhereTheChainEnds) {
+  // The last step returns x0-hat itself, so a projection that zeroes half the
+  // channels leaves them exactly 0, and an identity projection changes nothing
+  // against clip_x0 alone.
+  TinyNet s;
+  for (auto kind : {SamplerKind::kDdpm, SamplerKind::kDdim}) {
+    SamplerOptions o;
+    o.kind = kind;
+    o.steps = kind == SamplerKind::kDdim ? 10 : 0;
+    o.clip_x0 = true;
+    o.project_x0 = [](const torch::Tensor& x0) {
+      auto y = x0.clone();
+      y.slice(1, 0, 2).zero_();
+      return y;
+    };
+    torch::manual_seed(5);
+    auto x = reverse_diffusion(s.net, s.schedule, {3, 4, 16}, o);
+    EXPECT_EQ(x.slice(1, 0, 2).abs().max().item<float>(), 0.f) << to_string(kind);
+    EXPECT_GT(x.slice(1, 2, 4).abs().max().item<float>(), 0.f) << to_string(kind);
+    o.project_x0 = [](const torch::Tensor& x0) { return x0; };
+    torch::manual_seed(5);
+    auto a = reverse_diffusion(s.net, s.schedule, {3, 4, 16}, o);
+    o.project_x0 = nullptr;
+    torch::manual_seed(5);
+    auto b = reverse_diffusion(s.net, s.schedule, {3, 4, 16}, o);
+    EXPECT_TRUE(torch::allclose(a, b, 1e-5, 1e-6)) << to_string(kind);
+  }
+}

@@ -358,3 +358,24 @@ TEST(Sample, SeedPresetReproducesTheOriginalChainForAFixedSeed) {
       format_cohort_csv(ck.model.encoder.decode(x, lengths, d), ck.model.encoder.schema());
   EXPECT_EQ(healthgym::testing::read_file(s.out_path), expected);
 }
+
+TEST(Train, PresetsSetTheFillWeightAndRangeTail) {
+  // The seed preset keeps the original's objective and scaling.
+  EXPECT_EQ(seed_preset().fill_weight, 0.0);
+  EXPECT_EQ(seed_preset().range_tail, 0.0);
+  EXPECT_EQ(default_preset().fill_weight, 1.0);
+  EXPECT_EQ(default_preset().range_tail, 0.05);
+  auto j = default_preset().to_json();
+  EXPECT_EQ(TrainConfig::from_json(j).fill_weight, 1.0);
+  EXPECT_EQ(TrainConfig::from_json(j).range_tail, 0.05);
+  j.erase("fill_weight");
+  j.erase("range_tail");  // checkpoints written before these existed
+  EXPECT_EQ(TrainConfig::from_json(j).fill_weight, 0.0);
+  EXPECT_EQ(TrainConfig::from_json(j).range_tail, 0.0);
+  TrainConfig bad = default_preset();
+  bad.range_tail = 0.5;
+  EXPECT_THROW(bad.validate(), UsageError);
+  bad = default_preset();
+  bad.fill_weight = -1;
+  EXPECT_THROW(bad.validate(), UsageError);
+}

@@ -23,6 +23,7 @@ Action register_sample(CLI::App& app) {
     std::string statics;
     std::string sampler = "ddpm";
     std::string clip_x0;
+    std::string fill;
     std::string ema;
     std::string start;
     std::string shard;
@@ -74,6 +75,12 @@ Action register_sample(CLI::App& app) {
   sub->add_option("--clip-x0", o->clip_x0,
                   "on: clamp the predicted x0 to the data range at every step, so nothing is "
                   "rejected; off: the original (default: off for a seed-preset model, else on)")
+      ->check(CLI::IsMember({"on", "off"}));
+  sub->add_option("--fill", o->fill,
+                  "on: at every step, hold the cells the network never trained on (steps past "
+                  "a patient's length, values of cells generated as not observed) at their "
+                  "training fill, so its own guesses there do not feed back; off: the original "
+                  "(default: off for a seed-preset model, else on)")
       ->check(CLI::IsMember({"on", "off"}));
   sub->add_option("--ema", o->ema,
                   "on: sample with the averaged (EMA) weights; off: the last weights (default: "
@@ -146,6 +153,7 @@ Action register_sample(CLI::App& app) {
     if (!o->statics.empty()) cfg.hold_static = o->statics == "hold";
     cfg.sampler = sampler_kind_from_string(o->sampler);
     if (!o->clip_x0.empty()) cfg.clip_x0 = o->clip_x0 == "on";
+    if (!o->fill.empty()) cfg.fill = o->fill == "on";
     if (!o->ema.empty()) cfg.use_ema = o->ema == "on";
     if (!o->start.empty()) cfg.marginal_start = o->start == "marginal";
     const bool quiet = is_launched_secondary_rank();

@@ -157,6 +157,15 @@ Action register_train(CLI::App& app) {
   ov.add(sub, "--cond-drop",
          "Probability that a training sequence sees no conditions (classifier-free guidance)",
          d.cond_drop, [](TrainConfig& c, double v) { c.cond_drop = v; });
+  ov.add(sub, "--fill-weight",
+         "Loss weight of unobserved cells' value channels, trained towards the fill value (0: "
+         "left out of the loss, as the original; seed preset: 0)",
+         d.fill_weight, [](TrainConfig& c, double v) { c.fill_weight = v; });
+  ov.add(sub, "--range-tail",
+         "Share of [0,1] given to the values beyond each real variable's 0.5% and 99.5% "
+         "quantiles, the rest spread linearly over the middle (0: plain min-max, as the "
+         "original; seed preset: 0)",
+         d.range_tail, [](TrainConfig& c, double v) { c.range_tail = v; });
   ov.add(sub, "--shift", "Box-Cox shift eps (x + eps is transformed)", d.shift,
          [](TrainConfig& c, double v) { c.shift = v; });
   sub->add_option("--precision", o->precision,

@@ -19,6 +19,11 @@ struct EncodedCohort {
   torch::Tensor lengths;    // [N] int64, steps in use (<= L)
 };
 
+// The loss mask with unobserved value cells inside each sequence's length
+// weighted by fill_weight (their target is the fill, 0) instead of left out:
+// (1 - w) mask + w valid. Channels that count wherever a step is valid keep 1.
+torch::Tensor fill_weighted_mask(const EncodedCohort& data, double fill_weight);
+
 enum class CategoricalDecode { kArgmax, kSample };
 
 // How the time column is handled. kGrid writes each step's time from the
@@ -48,8 +53,9 @@ class Encoder {
   Encoder() = default;
   // Fits the real transforms, the time grid and the length distribution.
   // working_length is the U-Net's length; longer sequences are cropped.
+  // range_tail: RealTransform::tail of every real transform (0: min-max).
   static Encoder fit(const Schema& schema, const Cohort& cohort, int64_t working_length,
-                     double shift, TimeMode time_mode = TimeMode::kGrid);
+                     double shift, TimeMode time_mode = TimeMode::kGrid, double range_tail = 0.0);
 
   EncodedCohort encode(const Cohort& cohort) const;
   // x: [N, C, L] (any float dtype, any device), lengths: [N].
@@ -60,6 +66,14 @@ class Encoder {
   // valid length: the original's guardrail. Unobserved cells are not checked,
   // since their values are never written and are not trained.
   torch::Tensor within_range(const torch::Tensor& x, const torch::Tensor& lengths) const;
+
+  // Sets to the fill value (0) the cells of a predicted x0 [N, C, L] that
+  // encode() leaves at 0 and out of the loss: steps past each sequence's length
+  // and the value channels of cells whose observed indicator is negative. The
+  // network never learns what to predict there, so a sampler that feeds its own
+  // guesses back drifts off the training distribution; projecting x0 keeps
+  // those cells as they were in training (pure noise around 0).
+  torch::Tensor project_fill(const torch::Tensor& x0, const torch::Tensor& lengths) const;
 
   // Lengths drawn from the training cohort's length distribution.
   torch::Tensor sample_lengths(int64_t n, torch::Generator generator = {}) const;

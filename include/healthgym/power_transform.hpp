@@ -41,6 +41,16 @@ struct RealTransform {
   double shift = 1e-3;
   double min = 0.0;    // of the power-transformed training values
   double range = 1.0;  // max - min; 1 when the variable is constant
+  // Robust spread (tail 0: plain min-max, the original). The training values'
+  // central part, between quantiles kBulkQuantile and 1 - kBulkQuantile (at
+  // bulk_lo and bulk_hi in min-max units), maps linearly onto [tail, 1 - tail],
+  // the values below and above onto the outer `tail` at each end. Monotone and
+  // piecewise linear, so exactly invertible, but a few outliers (a pH of 100
+  // in PhysioNet) no longer squeeze every other value into a sliver of [0,1].
+  double tail = 0.0;
+  double bulk_lo = 0.0;
+  double bulk_hi = 1.0;
+  static constexpr double kBulkQuantile = 0.005;
 
   // Fits lambda (unless kind is kNone), then min and range on the given values.
   // kind kBoxCox with any x + shift <= 0 throws InputError: the caller picks
@@ -48,10 +58,14 @@ struct RealTransform {
   // unless the MLE's transform would not survive a round trip in double (nearly
   // constant data, whose llf is flat out to huge |lambda|); then it is the
   // nearest lambda towards a log-like one whose transform does.
-  static RealTransform fit(const std::vector<double>& x, PowerKind kind, double shift);
+  static RealTransform fit(const std::vector<double>& x, PowerKind kind, double shift,
+                           double tail = 0.0);
 
   double forward(double x) const;  // -> [0,1] for training-range values
   double inverse(double u) const;  // u is clamped to [0,1] first; NaN stays NaN
+  // The robust map from min-max units to [0,1] and back (identity when tail 0).
+  double spread(double v) const;
+  double unspread(double u) const;
 };
 
 // Box-Cox when every value is > -shift, otherwise Yeo-Johnson.

@@ -37,6 +37,9 @@ struct SampleConfig {
   int64_t sample_steps = 0;  // DDIM steps (0 = T)
   double eta = 0.0;
   std::optional<bool> clip_x0;
+  // Keep padded steps and the values of unobserved cells at their training fill
+  // (Encoder::project_fill) at every step. Unset: on unless the seed preset.
+  std::optional<bool> fill;
   std::optional<bool> use_ema;
   // Start the chain from x_T's marginal, sqrt(abar_T) mean + sqrt(abar_T var +
   // 1 - abar_T) z with the training data's per-cell mean and variance, rather

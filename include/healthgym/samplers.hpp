@@ -24,6 +24,9 @@ struct SamplerOptions {
   // Clamp x0-hat to [-1, 1] at every step, so values never leave the data's
   // range and the guardrail has nothing to reject. Off in the original.
   bool clip_x0 = false;
+  // Applied to x0-hat after the clamp (e.g. Encoder::project_fill); the step
+  // then goes through the projected x0, as with clip_x0.
+  std::function<torch::Tensor(const torch::Tensor&)> project_x0;
   bool add_noise = true;   // false follows the mean path (for tests)
   int64_t stop_after = 0;  // > 0: stop after this many steps (benchmarks time part of a chain)
 

@@ -44,6 +44,13 @@ struct TrainConfig {
   // probability that a training sequence sees them all dropped.
   std::string condition_on = "none";
   double cond_drop = 0.1;
+  // Loss weight of the value channels of unobserved cells, whose target is the
+  // fill (0). 0 leaves them out, as the original does; then the network's
+  // output there is unconstrained, and at sampling those guesses feed back into
+  // the observed cells (values pushed to the ends of their range).
+  double fill_weight = 0.0;
+  // RealTransform::tail for every real variable (0: min-max, the original).
+  double range_tail = 0.0;
   // Optimisation
   int64_t epochs = 100;
   int64_t batch = 128;

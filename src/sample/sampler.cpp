@@ -171,6 +171,12 @@ Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleRes
     auto lengths = model.encoder.sample_lengths(b);
     auto cond = spec.empty() ? torch::Tensor() : spec.draw(b, fixed);
     auto denoise = guided_denoiser(net, cond, null_row, cfg.guidance);
+    if (cfg.fill.value_or(false)) {
+      auto len_dev = lengths.to(device);
+      sopt.project_x0 = [&model, len_dev](const torch::Tensor& x0) {
+        return model.encoder.project_fill(x0, len_dev);
+      };
+    }
     torch::Tensor x;
     {
       compat::AutocastScope amp(device.type(), autocast, amp_dtype);
@@ -240,6 +246,7 @@ SampleResult sample_to_csv(const SampleConfig& cfg,
       ckpt.meta.at("train_config").value("preset", std::string("default")) == "seed";
   if (!resolved.hold_static.has_value()) resolved.hold_static = !seed_preset;
   if (!resolved.clip_x0.has_value()) resolved.clip_x0 = !seed_preset;
+  if (!resolved.fill.has_value()) resolved.fill = !seed_preset;
   if (!resolved.use_ema.has_value()) resolved.use_ema = !seed_preset && ckpt.model.ema;
   if (!resolved.marginal_start.has_value())
     resolved.marginal_start = !seed_preset && ckpt.model.x0_mean.defined();

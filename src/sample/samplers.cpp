@@ -104,10 +104,12 @@ torch::Tensor reverse_diffusion_from(const Denoiser& denoise, const NoiseSchedul
     for (int64_t t = t_max - 1; t >= 0; --t) {
       auto eps = eps_at(x, t);
       torch::Tensor mean;
-      if (!options.clip_x0) {
+      if (!options.clip_x0 && !options.project_x0) {
         mean = (x - (bp[t] / std::sqrt(1.0 - abp[t])) * eps) / std::sqrt(ap[t]);
       } else {
-        auto x0 = ((x - std::sqrt(1.0 - abp[t]) * eps) / std::sqrt(abp[t])).clamp(-1.0, 1.0);
+        auto x0 = (x - std::sqrt(1.0 - abp[t]) * eps) / std::sqrt(abp[t]);
+        if (options.clip_x0) x0 = x0.clamp(-1.0, 1.0);
+        if (options.project_x0) x0 = options.project_x0(x0);
         const double abar_prev = t > 0 ? abp[t - 1] : 1.0;
         const double c0 = std::sqrt(abar_prev) * bp[t] / (1.0 - abp[t]);
         const double ct = std::sqrt(ap[t]) * (1.0 - abar_prev) / (1.0 - abp[t]);
@@ -128,9 +130,10 @@ torch::Tensor reverse_diffusion_from(const Denoiser& denoise, const NoiseSchedul
     const double abar_prev = i + 1 < k ? abp[ts[i + 1]] : 1.0;
     auto eps = eps_at(x, t);
     auto x0 = (x - std::sqrt(1.0 - abar_t) * eps) / std::sqrt(abar_t);
-    if (options.clip_x0) {
-      x0 = x0.clamp(-1.0, 1.0);
-      // The noise consistent with the clamped x0 keeps the step on the data's side.
+    if (options.clip_x0 || options.project_x0) {
+      if (options.clip_x0) x0 = x0.clamp(-1.0, 1.0);
+      if (options.project_x0) x0 = options.project_x0(x0);
+      // The noise consistent with the changed x0 keeps the step on the data's side.
       eps = (x - std::sqrt(abar_t) * x0) / std::sqrt(1.0 - abar_t);
     }
     const double sigma = options.eta * std::sqrt((1.0 - abar_prev) / (1.0 - abar_t)) *

@@ -50,6 +50,8 @@ void TrainConfig::validate() const {
   need(length_ratio >= 1.0, "length ratio must be >= 1");
   time_mode_from_string(time_mode);
   need(cond_drop >= 0.0 && cond_drop <= 1.0, "--cond-drop must be in [0, 1]");
+  need(fill_weight >= 0.0 && fill_weight <= 1.0, "--fill-weight must be in [0, 1]");
+  need(range_tail >= 0.0 && range_tail < 0.5, "--range-tail must be in [0, 0.5)");
   need(epochs >= 1, "--epochs must be >= 1, is " + std::to_string(epochs));
   need(batch >= 1, "--batch must be >= 1, is " + std::to_string(batch));
   need(lr > 0.0 && std::isfinite(lr), "--lr must be > 0");
@@ -83,6 +85,8 @@ json TrainConfig::to_json() const {
           {"time_mode", time_mode},
           {"condition_on", condition_on},
           {"cond_drop", cond_drop},
+          {"fill_weight", fill_weight},
+          {"range_tail", range_tail},
           {"epochs", epochs},
           {"batch", batch},
           {"lr", lr},
@@ -120,6 +124,8 @@ TrainConfig TrainConfig::from_json(const json& j) {
   c.time_mode = j.value("time_mode", std::string("grid"));
   c.condition_on = j.value("condition_on", std::string("none"));
   c.cond_drop = j.value("cond_drop", 0.1);
+  c.fill_weight = j.value("fill_weight", 0.0);
+  c.range_tail = j.value("range_tail", 0.0);
   c.epochs = j.at("epochs").get<int64_t>();
   c.batch = j.at("batch").get<int64_t>();
   c.lr = j.at("lr").get<double>();
@@ -172,6 +178,8 @@ TrainConfig default_preset() {
   c.ema_decay = 0.999;
   c.time_mode = "auto";
   c.condition_on = "auto";
+  c.fill_weight = 1.0;
+  c.range_tail = 0.05;
   return c;
 }
 

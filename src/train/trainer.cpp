@@ -153,7 +153,7 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
                        " U-Net levels (needs >= " + std::to_string(int64_t{1} << cfg.levels) + ")");
     torch::manual_seed(cfg.seed);
     Encoder encoder = Encoder::fit(loaded.schema, loaded.cohort, len, cfg.shift,
-                                   time_mode_from_string(cfg.time_mode));
+                                   time_mode_from_string(cfg.time_mode), cfg.range_tail);
     UNetConfig unet;
     unet.hidden = cfg.hidden;
     unet.levels = cfg.levels;
@@ -203,6 +203,7 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
     torch::NoGradGuard ng;
     for (auto& p : model.net->parameters()) comm->broadcast(p, 0, "the initial weights");
   }
+  data.loss_mask = fill_weighted_mask(data, cfg.fill_weight);
   auto x_all = data.x.to(device);
   auto mask_all = data.loss_mask.to(device);
   const bool conditional = !model.conditions.empty();

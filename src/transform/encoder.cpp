@@ -44,8 +44,17 @@ int64_t auto_working_length(int64_t max_length, int64_t levels) {
   return std::max<int64_t>(m, (max_length + m - 1) / m * m);
 }
 
+torch::Tensor fill_weighted_mask(const EncodedCohort& data, double w) {
+  if (!(w >= 0.0 && w <= 1.0)) throw UsageError("fill weight must be in [0, 1]");
+  if (w == 0.0) return data.loss_mask;
+  const int64_t len = data.x.size(2);
+  auto valid =
+      (torch::arange(len).view({1, 1, len}) < data.lengths.view({-1, 1, 1})).to(torch::kFloat);
+  return (1.0 - w) * data.loss_mask + w * valid;
+}
+
 Encoder Encoder::fit(const Schema& schema, const Cohort& co, int64_t working_length, double shift,
-                     TimeMode time_mode) {
+                     TimeMode time_mode, double range_tail) {
   if (co.n_patients() == 0) throw InputError("the cohort has no patients");
   if (working_length < 1) throw UsageError("working length must be at least 1");
   Encoder e;
@@ -83,7 +92,7 @@ Encoder Encoder::fit(const Schema& schema, const Cohort& co, int64_t working_len
                        "); set its \"transform\" to \"yeojohnson\" in the schema");
     }
     try {
-      e.real_[i] = RealTransform::fit(vals, kind, shift);
+      e.real_[i] = RealTransform::fit(vals, kind, shift, range_tail);
     } catch (const InputError& err) {
       throw InputError("variable '" + v.name + "': " + err.what());
     }
@@ -130,7 +139,7 @@ Encoder Encoder::fit(const Schema& schema, const Cohort& co, int64_t working_len
         if (k == 0) e.max_first_time_ = std::max(e.max_first_time_, g);
       }
     e.time_channel_ = e.schema_.n_channels;
-    e.time_transform_ = RealTransform::fit(gaps, PowerKind::kBoxCox, shift);
+    e.time_transform_ = RealTransform::fit(gaps, PowerKind::kBoxCox, shift, range_tail);
     e.min_gap_ = std::isfinite(min_gap) ? min_gap : 1.0;
   }
 
@@ -205,6 +214,31 @@ torch::Tensor Encoder::within_range(const torch::Tensor& x_in, const torch::Tens
   }
   if (time_channel_ >= 0) ok = ok & ~((x.select(1, time_channel_).abs() > 1.0) & valid).any(1);
   return ok;
+}
+
+torch::Tensor Encoder::project_fill(const torch::Tensor& x0, const torch::Tensor& lengths) const {
+  const int64_t c = x0.size(1), len = x0.size(2);
+  if (c != channels()) throw InputError("project_fill: tensor has the wrong channel count");
+  // Channel k is gated by channel src[k]'s sign where gated[k] is set.
+  std::vector<int64_t> src(static_cast<size_t>(c));
+  std::vector<float> gated(static_cast<size_t>(c), 0.f);
+  for (int64_t k = 0; k < c; ++k) src[k] = k;
+  for (const auto& v : schema_.variables) {
+    if (v.observed_channel < 0) continue;
+    for (int64_t q = 0; q < v.value_width; ++q) {
+      src[v.value_offset + q] = v.observed_channel;
+      gated[v.value_offset + q] = 1.f;
+    }
+  }
+  const auto dev = x0.device();
+  auto src_t = torch::tensor(src, torch::kLong).to(dev);
+  auto gated_t = torch::tensor(gated).to(dev).view({1, c, 1});
+  auto open = (x0.index_select(1, src_t) > 0).to(x0.scalar_type());
+  auto gate = 1 - gated_t.to(x0.scalar_type()) * (1 - open);
+  auto valid = (torch::arange(len, torch::TensorOptions().device(dev)).view({1, 1, len}) <
+                lengths.to(dev).view({-1, 1, 1}))
+                   .to(x0.scalar_type());
+  return x0 * gate * valid;
 }
 
 torch::Tensor Encoder::sample_lengths(int64_t n, torch::Generator gen) const {
@@ -336,7 +370,10 @@ json Encoder::to_json() const {
                      {"lambda", t.lambda},
                      {"shift", t.shift},
                      {"min", t.min},
-                     {"range", t.range}});
+                     {"range", t.range},
+                     {"tail", t.tail},
+                     {"bulk_lo", t.bulk_lo},
+                     {"bulk_hi", t.bulk_hi}});
   }
   return {{"schema", schema_.to_json()},
           {"working_length", working_length_},
@@ -349,10 +386,26 @@ json Encoder::to_json() const {
             {"lambda", time_transform_.lambda},
             {"shift", time_transform_.shift},
             {"min", time_transform_.min},
-            {"range", time_transform_.range}}},
+            {"range", time_transform_.range},
+            {"tail", time_transform_.tail},
+            {"bulk_lo", time_transform_.bulk_lo},
+            {"bulk_hi", time_transform_.bulk_hi}}},
           {"min_gap", min_gap_},
           {"max_first_time", max_first_time_}};
 }
+
+namespace {
+
+// The robust spread's parameters; files without them used plain min-max.
+void read_spread(const json& j, RealTransform& t) {
+  t.tail = j.value("tail", 0.0);
+  t.bulk_lo = j.value("bulk_lo", 0.0);
+  t.bulk_hi = j.value("bulk_hi", 1.0);
+  if (!(t.tail >= 0 && t.tail < 0.5 && t.bulk_lo >= 0 && t.bulk_lo < t.bulk_hi && t.bulk_hi <= 1))
+    throw InputError("checkpoint: a real transform's spread parameters are inconsistent");
+}
+
+}  // namespace
 
 Encoder Encoder::from_json(const json& j) {
   Encoder e;
@@ -366,6 +419,7 @@ Encoder Encoder::from_json(const json& j) {
       t.shift = jr.at("shift").get<double>();
       t.min = jr.at("min").get<double>();
       t.range = jr.at("range").get<double>();
+      read_spread(jr, t);
       e.real_.push_back(t);
     }
     e.time_grid_ = j.at("time_grid").get<std::vector<double>>();
@@ -378,6 +432,7 @@ Encoder Encoder::from_json(const json& j) {
       e.time_transform_.shift = jt.at("shift").get<double>();
       e.time_transform_.min = jt.at("min").get<double>();
       e.time_transform_.range = jt.at("range").get<double>();
+      read_spread(jt, e.time_transform_);
       e.min_gap_ = j.at("min_gap").get<double>();
       e.max_first_time_ = j.value("max_first_time", 0.0);
       if (e.time_channel_ != e.schema_.n_channels)

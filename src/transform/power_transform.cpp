@@ -620,8 +620,10 @@ double yeo_johnson_mle(const std::vector<double>& x) {
                   "yeo_johnson_mle");
 }
 
-RealTransform RealTransform::fit(const std::vector<double>& x, PowerKind kind, double shift) {
+RealTransform RealTransform::fit(const std::vector<double>& x, PowerKind kind, double shift,
+                                 double tail) {
   if (x.empty()) throw InputError("cannot fit a transform on no values");
+  if (!(tail >= 0.0 && tail < 0.5)) throw UsageError("range tail must be in [0, 0.5)");
   for (std::size_t i = 0; i < x.size(); ++i) {
     if (!std::isfinite(x[i])) {
       throw InputError("cannot fit a transform: value " + std::to_string(i) + " is not finite (" +
@@ -686,7 +688,51 @@ RealTransform RealTransform::fit(const std::vector<double>& x, PowerKind kind, d
   }
   t.min = lo;
   t.range = range > 0 ? range : 1.0;  // constant variable: forward maps it to 0
+  if (tail > 0 && range > 0) {
+    std::vector<double> v(x.size());
+    for (std::size_t i = 0; i < x.size(); ++i) v[i] = t.forward(x[i]);
+    std::sort(v.begin(), v.end());
+    const auto at = [&](double q) {
+      return v[static_cast<std::size_t>(std::floor(q * static_cast<double>(v.size() - 1)))];
+    };
+    const double a = at(kBulkQuantile), b = at(1.0 - kBulkQuantile);
+    // A bulk of (nearly) one value has no spread to rescale: keep min-max.
+    if (b - a > 1e-9) {
+      t.tail = tail;
+      t.bulk_lo = a;
+      t.bulk_hi = b;
+    }
+  }
   return t;
+}
+
+namespace {
+
+// The robust map's knots in min-max units v and output units u; a tail with
+// nothing in it (bulk_lo 0 or bulk_hi 1) gets no share of [0,1].
+struct Knots {
+  double v1, v2, u1, u2;
+};
+Knots knots_of(const RealTransform& t) {
+  return {t.bulk_lo, t.bulk_hi, t.bulk_lo > 0 ? t.tail : 0.0, t.bulk_hi < 1 ? 1.0 - t.tail : 1.0};
+}
+
+}  // namespace
+
+double RealTransform::spread(double v) const {
+  if (tail <= 0) return v;
+  const Knots k = knots_of(*this);
+  if (v < k.v1) return k.u1 * v / k.v1;
+  if (v > k.v2) return k.u2 + (1.0 - k.u2) * (v - k.v2) / (1.0 - k.v2);
+  return k.u1 + (k.u2 - k.u1) * (v - k.v1) / (k.v2 - k.v1);
+}
+
+double RealTransform::unspread(double u) const {
+  if (tail <= 0) return u;
+  const Knots k = knots_of(*this);
+  if (u < k.u1) return k.v1 * u / k.u1;
+  if (u > k.u2) return k.v2 + (1.0 - k.v2) * (u - k.u2) / (1.0 - k.u2);
+  return k.v1 + (k.v2 - k.v1) * (u - k.u1) / (k.u2 - k.u1);
 }
 
 double RealTransform::forward(double x) const {
@@ -696,13 +742,13 @@ double RealTransform::forward(double x) const {
   } else if (kind == PowerKind::kYeoJohnson) {
     y = yeo_johnson(x, lambda);
   }
-  return (y - min) / range;
+  return spread((y - min) / range);
 }
 
 double RealTransform::inverse(double u) const {
   if (std::isnan(u)) return kNaN;  // a broken sample should stay visible, not become min
   u = std::min(1.0, std::max(0.0, u));
-  const double y = min + u * range;
+  const double y = min + unspread(u) * range;
   if (kind == PowerKind::kBoxCox) return inv_box_cox(y, lambda) - shift;
   if (kind == PowerKind::kYeoJohnson) return inv_yeo_johnson(y, lambda);
   return y;
