@@ -9,7 +9,8 @@
 #
 # Environment: HIDDEN (U-Net width of both arms, 64), KS (DDIM steps swept, "10 25 50 100
 # 500"), OUT (work directory, out/results), DATASETS ("physionet pbc"), RESULTS_MD
-# (docs/RESULTS.md), GUIDANCE (1).
+# (docs/RESULTS.md), GUIDANCE (1), DEFAULT_FLAGS (extra train flags of the default arm,
+# e.g. "--precision bf16": the seed arm is the original, fp32).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HIDDEN=${HIDDEN:-64}
@@ -18,6 +19,7 @@ OUT=${OUT:-out/results}
 DATASETS=${DATASETS:-"physionet pbc"}
 PHYSIONET_TRAIN_S=${PHYSIONET_TRAIN_S:-300}
 PBC_TRAIN_S=${PBC_TRAIN_S:-150}
+DEFAULT_FLAGS=${DEFAULT_FLAGS:-}
 HG=./build/healthgym
 [ -x "$HG" ] || scripts/build.sh --target healthgym
 mkdir -p "$OUT"
@@ -84,8 +86,11 @@ run_dataset() {
 
   for arm in seed default; do
     echo "-- $d/$arm: training"
+    local flags=()
+    # shellcheck disable=SC2206 # the flags are words
+    [ "$arm" = default ] && flags=($DEFAULT_FLAGS)
     "$HG" train --preset "$arm" --data "$REAL" --id "$ID" --time "$TIME" --hidden "$HIDDEN" \
-      --epochs 1000000 --time-limit "$train_s" --out "$OUT/$d/$arm.hg" \
+      --epochs 1000000 --time-limit "$train_s" "${flags[@]}" --out "$OUT/$d/$arm.hg" \
       >"$OUT/$d/$arm.train.log" 2>&1
   done
 
@@ -152,6 +157,6 @@ done
 
 md=${RESULTS_MD:-docs/RESULTS.md}
 mkdir -p "$(dirname "$md")"
-/usr/bin/env python3 scripts/results_table.py "$OUT" "$HIDDEN" >"$md.tmp"
+/usr/bin/env python3 scripts/results_table.py "$OUT" "$HIDDEN" "$DEFAULT_FLAGS" >"$md.tmp"
 mv "$md.tmp" "$md"
 echo "wrote $md"

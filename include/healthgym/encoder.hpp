@@ -3,6 +3,7 @@
 // with every transform stored so that decoding is its exact inverse.
 #include <torch/torch.h>
 
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <vector>
@@ -74,6 +75,9 @@ class Encoder {
   // guesses back drifts off the training distribution; projecting x0 keeps
   // those cells as they were in training (pure noise around 0).
   torch::Tensor project_fill(const torch::Tensor& x0, const torch::Tensor& lengths) const;
+  // The same with its index tensors built once on `device`, for a whole chain.
+  std::function<torch::Tensor(const torch::Tensor&)> fill_projection(const torch::Tensor& lengths,
+                                                                     torch::Device device) const;
 
   // Lengths drawn from the training cohort's length distribution.
   torch::Tensor sample_lengths(int64_t n, torch::Generator generator = {}) const;

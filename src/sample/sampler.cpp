@@ -171,12 +171,7 @@ Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleRes
     auto lengths = model.encoder.sample_lengths(b);
     auto cond = spec.empty() ? torch::Tensor() : spec.draw(b, fixed);
     auto denoise = guided_denoiser(net, cond, null_row, cfg.guidance);
-    if (cfg.fill.value_or(false)) {
-      auto len_dev = lengths.to(device);
-      sopt.project_x0 = [&model, len_dev](const torch::Tensor& x0) {
-        return model.encoder.project_fill(x0, len_dev);
-      };
-    }
+    if (cfg.fill.value_or(false)) sopt.project_x0 = model.encoder.fill_projection(lengths, device);
     torch::Tensor x;
     {
       compat::AutocastScope amp(device.type(), autocast, amp_dtype);

@@ -436,6 +436,8 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
       const double remaining_seqs =
           static_cast<double>(cfg.epochs - epoch - 1) * n + static_cast<double>(n - b1);
       pr.eta_s = remaining_seqs / std::max(pr.seq_per_s, 1e-9);
+      // A time limit ends the run first when it comes before the last epoch.
+      if (cfg.time_limit_s > 0) pr.eta_s = std::min(pr.eta_s, std::max(0.0, cfg.time_limit_s - el));
       if (cb.on_progress) cb.on_progress(pr);
     }
     if (result.stopped_early) break;

@@ -217,8 +217,12 @@ torch::Tensor Encoder::within_range(const torch::Tensor& x_in, const torch::Tens
 }
 
 torch::Tensor Encoder::project_fill(const torch::Tensor& x0, const torch::Tensor& lengths) const {
-  const int64_t c = x0.size(1), len = x0.size(2);
-  if (c != channels()) throw InputError("project_fill: tensor has the wrong channel count");
+  return fill_projection(lengths, x0.device())(x0);
+}
+
+std::function<torch::Tensor(const torch::Tensor&)> Encoder::fill_projection(
+    const torch::Tensor& lengths, torch::Device dev) const {
+  const int64_t c = channels(), len = working_length_;
   // Channel k is gated by channel src[k]'s sign where gated[k] is set.
   std::vector<int64_t> src(static_cast<size_t>(c));
   std::vector<float> gated(static_cast<size_t>(c), 0.f);
@@ -230,15 +234,19 @@ torch::Tensor Encoder::project_fill(const torch::Tensor& x0, const torch::Tensor
       gated[v.value_offset + q] = 1.f;
     }
   }
-  const auto dev = x0.device();
   auto src_t = torch::tensor(src, torch::kLong).to(dev);
   auto gated_t = torch::tensor(gated).to(dev).view({1, c, 1});
-  auto open = (x0.index_select(1, src_t) > 0).to(x0.scalar_type());
-  auto gate = 1 - gated_t.to(x0.scalar_type()) * (1 - open);
-  auto valid = (torch::arange(len, torch::TensorOptions().device(dev)).view({1, 1, len}) <
-                lengths.to(dev).view({-1, 1, 1}))
-                   .to(x0.scalar_type());
-  return x0 * gate * valid;
+  auto valid = (torch::arange(len).view({1, 1, len}) < lengths.to(torch::kCPU).view({-1, 1, 1}))
+                   .to(torch::kFloat)
+                   .to(dev);
+  return [c, len, src_t, gated_t, valid](const torch::Tensor& x0) {
+    if (x0.dim() != 3 || x0.size(1) != c || x0.size(2) != len || x0.size(0) != valid.size(0))
+      throw InputError("fill projection: x0 must be [" + std::to_string(valid.size(0)) + ", " +
+                       std::to_string(c) + ", " + std::to_string(len) + "]");
+    auto open = (x0.index_select(1, src_t) > 0).to(x0.scalar_type());
+    auto gate = 1 - gated_t.to(x0.scalar_type()) * (1 - open);
+    return x0 * gate * valid.to(x0.scalar_type());
+  };
 }
 
 torch::Tensor Encoder::sample_lengths(int64_t n, torch::Generator gen) const {
