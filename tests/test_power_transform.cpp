@@ -460,6 +460,12 @@ TEST(PowerTransform, RangeTailSpreadsTheBulkAndStaysInvertible) {
   std::vector<double> left(x.begin(), x.end() - 1);
   const auto one_sided = hg::RealTransform::fit(left, hg::PowerKind::kNone, 1e-3, 0.05);
   EXPECT_NEAR(one_sided.forward(7.8), 1.0, 1e-12);
+  // Values beyond the training range extend the outer lines, finite and monotone.
+  EXPECT_GT(one_sided.forward(9.0), 1.0);
+  EXPECT_LT(one_sided.forward(0.1), 0.0);
+  EXPECT_TRUE(std::isfinite(one_sided.spread(-0.5)) && std::isfinite(one_sided.spread(1.5)));
+  EXPECT_NEAR(one_sided.unspread(one_sided.spread(1.5)), 1.5, 1e-12);
+  EXPECT_NEAR(one_sided.unspread(one_sided.spread(-0.5)), -0.5, 1e-12);
   std::vector<double> flat(100, 3.0);
   flat.push_back(9.0);
   EXPECT_EQ(hg::RealTransform::fit(flat, hg::PowerKind::kNone, 1e-3, 0.05).tail, 0.0);

@@ -722,16 +722,18 @@ Knots knots_of(const RealTransform& t) {
 double RealTransform::spread(double v) const {
   if (tail <= 0) return v;
   const Knots k = knots_of(*this);
-  if (v < k.v1) return k.u1 * v / k.v1;
-  if (v > k.v2) return k.u2 + (1.0 - k.u2) * (v - k.v2) / (1.0 - k.v2);
+  // Beyond the training range (v < 0 or > 1) the outer segments extend; where a
+  // tail is empty the bulk's line does.
+  if (v < k.v1 && k.v1 > 0) return k.u1 * v / k.v1;
+  if (v > k.v2 && k.v2 < 1) return k.u2 + (1.0 - k.u2) * (v - k.v2) / (1.0 - k.v2);
   return k.u1 + (k.u2 - k.u1) * (v - k.v1) / (k.v2 - k.v1);
 }
 
 double RealTransform::unspread(double u) const {
   if (tail <= 0) return u;
   const Knots k = knots_of(*this);
-  if (u < k.u1) return k.v1 * u / k.u1;
-  if (u > k.u2) return k.v2 + (1.0 - k.v2) * (u - k.u2) / (1.0 - k.u2);
+  if (u < k.u1 && k.u1 > 0) return k.v1 * u / k.u1;
+  if (u > k.u2 && k.u2 < 1) return k.v2 + (1.0 - k.v2) * (u - k.u2) / (1.0 - k.u2);
   return k.v1 + (k.v2 - k.v1) * (u - k.u1) / (k.u2 - k.u1);
 }
 
