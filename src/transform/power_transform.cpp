@@ -708,33 +708,26 @@ RealTransform RealTransform::fit(const std::vector<double>& x, PowerKind kind, d
 
 namespace {
 
-// The robust map's knots in min-max units v and output units u; a tail with
-// nothing in it (bulk_lo 0 or bulk_hi 1) gets no share of [0,1].
-struct Knots {
-  double v1, v2, u1, u2;
-};
-Knots knots_of(const RealTransform& t) {
-  return {t.bulk_lo, t.bulk_hi, t.bulk_lo > 0 ? t.tail : 0.0, t.bulk_hi < 1 ? 1.0 - t.tail : 1.0};
+// The line through (0,0), (a1,b1), (a2,b2), (1,1), piece by piece. Beyond
+// [0,1] the outer pieces extend; an empty outer piece (a1 = 0 or a2 = 1) leaves
+// it to the middle one. Swapping a and b gives the inverse.
+double piecewise(double x, double a1, double a2, double b1, double b2) {
+  if (x < a1 && a1 > 0) return b1 * x / a1;
+  if (x > a2 && a2 < 1) return b2 + (1.0 - b2) * (x - a2) / (1.0 - a2);
+  return b1 + (b2 - b1) * (x - a1) / (a2 - a1);
 }
 
 }  // namespace
 
+// A tail with nothing in it (bulk_lo 0 or bulk_hi 1) gets no share of [0,1].
 double RealTransform::spread(double v) const {
   if (tail <= 0) return v;
-  const Knots k = knots_of(*this);
-  // Beyond the training range (v < 0 or > 1) the outer segments extend; where a
-  // tail is empty the bulk's line does.
-  if (v < k.v1 && k.v1 > 0) return k.u1 * v / k.v1;
-  if (v > k.v2 && k.v2 < 1) return k.u2 + (1.0 - k.u2) * (v - k.v2) / (1.0 - k.v2);
-  return k.u1 + (k.u2 - k.u1) * (v - k.v1) / (k.v2 - k.v1);
+  return piecewise(v, bulk_lo, bulk_hi, bulk_lo > 0 ? tail : 0.0, bulk_hi < 1 ? 1.0 - tail : 1.0);
 }
 
 double RealTransform::unspread(double u) const {
   if (tail <= 0) return u;
-  const Knots k = knots_of(*this);
-  if (u < k.u1 && k.u1 > 0) return k.v1 * u / k.u1;
-  if (u > k.u2 && k.u2 < 1) return k.v2 + (1.0 - k.v2) * (u - k.u2) / (1.0 - k.u2);
-  return k.v1 + (k.v2 - k.v1) * (u - k.u1) / (k.u2 - k.u1);
+  return piecewise(u, bulk_lo > 0 ? tail : 0.0, bulk_hi < 1 ? 1.0 - tail : 1.0, bulk_lo, bulk_hi);
 }
 
 double RealTransform::forward(double x) const {
