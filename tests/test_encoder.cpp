@@ -238,3 +238,80 @@ TEST(Encoder, RangeTailRoundTripsAndOldFilesReadAsMinMax) {
   old["real_transforms"][0]["bulk_lo"] = 2.0;
   EXPECT_THROW(Encoder::from_json(old), InputError);
 }
+
+namespace {
+
+// sys and dia are measured together except at one step (dia missing while sys
+// is there); temp is measured on its own schedule; age never misses.
+LoadedData measured_together(const TempDir& dir) {
+  std::string csv = "id,t,age,sys,dia,temp\n";
+  const char* rows[] = {
+      "1,0,50,120,80,36.5", "1,1,50,,,",      "1,2,50,125,85,", "1,3,50,118,,37.1",
+      "2,0,61,,,36.9",      "2,1,61,140,90,", "2,2,61,,,37.4",  "2,3,61,135,88,",
+      "3,0,44,110,70,",     "3,1,44,,,36.6",  "3,2,44,112,72,", "3,3,44,,,",
+      "4,0,70,150,95,37.0", "4,1,70,148,94,", "4,2,70,,,36.8",  "4,3,70,152,96,"};
+  for (const char* r : rows) csv += std::string(r) + "\n";
+  return load_data(dir.write("bp.csv", csv), "id", "t", "");
+}
+
+}  // namespace
+
+TEST(Encoder, MissingGroupsShareAChannelAndRoundTripExactly) {
+  TempDir dir;
+  auto d = measured_together(dir);
+  // sys/dia overlap on 9 of the 10 steps either was measured at (Jaccard 0.9);
+  // temp hardly overlaps with them.
+  Encoder none = Encoder::fit(d.schema, d.cohort, 4, 1e-3, TimeMode::kGrid, 0.0, 0.0);
+  Encoder loose = Encoder::fit(d.schema, d.cohort, 4, 1e-3, TimeMode::kGrid, 0.0, 0.85);
+  Encoder strict = Encoder::fit(d.schema, d.cohort, 4, 1e-3, TimeMode::kGrid, 0.0, 0.95);
+  const auto var = [](const Encoder& e, const std::string& n) {
+    return e.schema().variables[static_cast<size_t>(e.schema().variable_index(n))];
+  };
+  EXPECT_EQ(var(loose, "sys").missing_group, "sys");
+  EXPECT_EQ(var(loose, "dia").missing_group, "sys");
+  EXPECT_EQ(var(loose, "temp").missing_group, "");
+  EXPECT_EQ(var(loose, "age").missing_group, "");
+  EXPECT_EQ(var(strict, "dia").missing_group, "");
+  EXPECT_EQ(loose.channels(), none.channels() + 1);
+  EXPECT_EQ(var(loose, "sys").group_channel, var(loose, "dia").group_channel);
+  EXPECT_EQ(var(loose, "sys").group_channel, loose.channels() - 1);
+  EXPECT_EQ(var(loose, "temp").group_channel, -1);
+
+  EncodedCohort enc = loose.encode(d.cohort);
+  const int g = var(loose, "sys").group_channel, od = var(loose, "dia").observed_channel;
+  // Patient 1 (index 0): the group is on at steps 0, 2, 3; dia's own channel is
+  // off only at step 3, where sys was measured without it.
+  EXPECT_EQ(enc.x[0][g][0].item<float>(), 1.f);
+  EXPECT_EQ(enc.x[0][g][1].item<float>(), -1.f);
+  EXPECT_EQ(enc.x[0][od][1].item<float>(), 1.f);
+  EXPECT_EQ(enc.x[0][od][3].item<float>(), -1.f);
+  EXPECT_EQ(enc.loss_mask[0][g].sum().item<float>(), 4.f);
+
+  Cohort back = loose.decode(enc.x, enc.lengths, {});
+  ASSERT_EQ(back.n_rows(), d.cohort.n_rows());
+  for (int64_t r = 0; r < back.n_rows(); ++r)
+    for (int64_t v = 0; v < back.n_vars; ++v) {
+      const double a = d.cohort.cell(r, v), b = back.cell(r, v);
+      if (is_missing(a))
+        EXPECT_TRUE(is_missing(b)) << "row " << r << " var " << v;
+      else
+        EXPECT_NEAR(a, b, 1e-4 * std::max(1.0, std::abs(a))) << "row " << r << " var " << v;
+    }
+
+  // A generated step whose group channel says "not measured" has no member,
+  // whatever the members' own channels say; the guardrail and the fill ignore them.
+  auto x = enc.x.clone();
+  x[1][g][1] = -1.f;
+  x[1][var(loose, "sys").value_offset][1] = 5.f;  // out of range, but not measured
+  EXPECT_TRUE(is_missing(loose.decode(x, enc.lengths, {}).cell(5, 1)));
+  EXPECT_TRUE(loose.within_range(x, enc.lengths)[1].item<bool>());
+  auto y = loose.project_fill(x, enc.lengths);
+  EXPECT_EQ(y[1][var(loose, "sys").value_offset][1].item<float>(), 0.f);
+  EXPECT_TRUE(torch::equal(loose.project_fill(enc.x, enc.lengths), enc.x));
+
+  // The groups travel with the encoder (and so the checkpoint).
+  Encoder again = Encoder::from_json(loose.to_json());
+  EXPECT_EQ(again.channels(), loose.channels());
+  EXPECT_TRUE(torch::equal(again.encode(d.cohort).x, enc.x));
+  EXPECT_THROW(Encoder::fit(d.schema, d.cohort, 4, 1e-3, TimeMode::kGrid, 0.0, 1.5), UsageError);
+}

@@ -365,17 +365,27 @@ TEST(Train, PresetsSetTheFillWeightAndRangeTail) {
   EXPECT_EQ(seed_preset().range_tail, 0.0);
   EXPECT_EQ(default_preset().fill_weight, 1.0);
   EXPECT_EQ(default_preset().range_tail, 0.05);
+  EXPECT_EQ(seed_preset().missing_groups, 0.0);
+  EXPECT_EQ(default_preset().missing_groups, 0.95);
+  EXPECT_EQ(seed_preset().batch, 128);
+  EXPECT_EQ(default_preset().batch, 32);
   auto j = default_preset().to_json();
+  EXPECT_EQ(TrainConfig::from_json(j).missing_groups, 0.95);
   EXPECT_EQ(TrainConfig::from_json(j).fill_weight, 1.0);
   EXPECT_EQ(TrainConfig::from_json(j).range_tail, 0.05);
   j.erase("fill_weight");
   j.erase("range_tail");  // checkpoints written before these existed
+  j.erase("missing_groups");
   EXPECT_EQ(TrainConfig::from_json(j).fill_weight, 0.0);
   EXPECT_EQ(TrainConfig::from_json(j).range_tail, 0.0);
+  EXPECT_EQ(TrainConfig::from_json(j).missing_groups, 0.0);
   TrainConfig bad = default_preset();
   bad.range_tail = 0.5;
   EXPECT_THROW(bad.validate(), UsageError);
   bad = default_preset();
   bad.fill_weight = -1;
+  EXPECT_THROW(bad.validate(), UsageError);
+  bad = default_preset();
+  bad.missing_groups = 1.5;
   EXPECT_THROW(bad.validate(), UsageError);
 }

@@ -68,6 +68,7 @@ Action register_info(CLI::App& app) {
         std::cout << "labels:";
         for (const auto& l : v.labels) std::cout << ' ' << l;
       }
+      if (!v.missing_group.empty()) std::cout << "  measured with group " << v.missing_group;
       std::cout << "\n";
     }
   };

@@ -166,6 +166,12 @@ Action register_train(CLI::App& app) {
          "quantiles, the rest spread linearly over the middle (0: plain min-max, as the "
          "original; seed preset: 0)",
          d.range_tail, [](TrainConfig& c, double v) { c.range_tail = v; });
+  ov.add(sub, "--missing-groups",
+         "Variables measured together (observed cells overlapping with Jaccard index >= J with "
+         "every other member, e.g. systolic and diastolic pressure) share a group observed "
+         "channel, so they are generated as measured together (0: one channel each, as the "
+         "original; seed preset: 0)",
+         d.missing_groups, [](TrainConfig& c, double v) { c.missing_groups = v; });
   ov.add(sub, "--shift", "Box-Cox shift eps (x + eps is transformed)", d.shift,
          [](TrainConfig& c, double v) { c.shift = v; });
   sub->add_option("--precision", o->precision,

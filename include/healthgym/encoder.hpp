@@ -55,8 +55,12 @@ class Encoder {
   // Fits the real transforms, the time grid and the length distribution.
   // working_length is the U-Net's length; longer sequences are cropped.
   // range_tail: RealTransform::tail of every real transform (0: min-max).
+  // missing_groups > 0: variables whose observed cells overlap with Jaccard index
+  // >= missing_groups with every other member form a missing group
+  // (Variable::missing_group); 0: none.
   static Encoder fit(const Schema& schema, const Cohort& cohort, int64_t working_length,
-                     double shift, TimeMode time_mode = TimeMode::kGrid, double range_tail = 0.0);
+                     double shift, TimeMode time_mode = TimeMode::kGrid, double range_tail = 0.0,
+                     double missing_groups = 0.0);
 
   EncodedCohort encode(const Cohort& cohort) const;
   // x: [N, C, L] (any float dtype, any device), lengths: [N].

@@ -22,11 +22,17 @@ struct Variable {
   PowerKind transform = PowerKind::kBoxCox;  // reals only
   int decimals = 0;                          // reals: digits after the point written on output
   bool has_missing = false;                  // set from the training data: adds an observed channel
+  // Variables measured together (a blood-pressure line, a blood-gas draw) share a
+  // group observed channel, so their co-observation is one event to learn; each
+  // member's own observed channel then says whether it was measured when its
+  // group was. Set from the training data (Encoder::fit); empty: no group.
+  std::string missing_group;
 
   // Channel layout in the design tensor, computed by Schema::compute_layout().
   int value_offset = -1;
   int value_width = 0;        // 1 for reals, labels.size() for one-hot blocks
   int observed_channel = -1;  // -1 when the variable never misses in training
+  int group_channel = -1;     // the missing group's shared channel, -1 without a group
 
   bool is_one_hot() const { return type != VarType::kReal; }
   long label_index(const std::string& label) const;  // -1 if unknown

@@ -51,6 +51,9 @@ struct TrainConfig {
   double fill_weight = 0.0;
   // RealTransform::tail for every real variable (0: min-max, the original).
   double range_tail = 0.0;
+  // Encoder::fit's missing_groups: the Jaccard index of observed cells at which
+  // variables share a group observed channel (0: none, as the original).
+  double missing_groups = 0.0;
   // Optimisation
   int64_t epochs = 100;
   int64_t batch = 128;

@@ -52,6 +52,20 @@ void Schema::compute_layout() {
     v.value_width = v.is_one_hot() ? static_cast<int>(v.labels.size()) : 1;
     c += v.value_width;
     v.observed_channel = v.has_missing ? c++ : -1;
+    v.group_channel = -1;
+  }
+  // One channel per missing group, after every variable's own, in order of first member.
+  std::vector<std::pair<std::string, int>> groups;
+  for (auto& v : variables) {
+    if (v.missing_group.empty() || !v.has_missing) continue;
+    auto it = std::find_if(groups.begin(), groups.end(),
+                           [&](const auto& g) { return g.first == v.missing_group; });
+    if (it == groups.end()) {
+      groups.emplace_back(v.missing_group, c);
+      v.group_channel = c++;
+    } else {
+      v.group_channel = it->second;
+    }
   }
   n_channels = c;
 }
@@ -113,7 +127,9 @@ json Schema::to_json() const {
       jv["channels"] = {{"value_offset", v.value_offset},
                         {"value_width", v.value_width},
                         {"observed_channel", v.observed_channel}};
+      if (v.group_channel >= 0) jv["channels"]["group_channel"] = v.group_channel;
     }
+    if (!v.missing_group.empty()) jv["missing_group"] = v.missing_group;
     vars.push_back(jv);
   }
   json j;
@@ -190,6 +206,7 @@ Schema Schema::from_json(const json& j, const std::string& source) {
       v.decimals = get_field<int>(jv, "decimals", w2, 6, false);
     }
     v.has_missing = get_field<bool>(jv, "has_missing", w2, false, false);
+    v.missing_group = get_field<std::string>(jv, "missing_group", w2, std::string(), false);
     s.variables.push_back(std::move(v));
   }
   if (s.columns.empty()) {

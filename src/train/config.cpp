@@ -52,6 +52,8 @@ void TrainConfig::validate() const {
   need(cond_drop >= 0.0 && cond_drop <= 1.0, "--cond-drop must be in [0, 1]");
   need(fill_weight >= 0.0 && fill_weight <= 1.0, "--fill-weight must be in [0, 1]");
   need(range_tail >= 0.0 && range_tail < 0.5, "--range-tail must be in [0, 0.5)");
+  need(missing_groups >= 0.0 && missing_groups <= 1.0,
+       "--missing-groups must be in [0, 1] (0: no groups)");
   need(epochs >= 1, "--epochs must be >= 1, is " + std::to_string(epochs));
   need(batch >= 1, "--batch must be >= 1, is " + std::to_string(batch));
   need(lr > 0.0 && std::isfinite(lr), "--lr must be > 0");
@@ -87,6 +89,7 @@ json TrainConfig::to_json() const {
           {"cond_drop", cond_drop},
           {"fill_weight", fill_weight},
           {"range_tail", range_tail},
+          {"missing_groups", missing_groups},
           {"epochs", epochs},
           {"batch", batch},
           {"lr", lr},
@@ -126,6 +129,7 @@ TrainConfig TrainConfig::from_json(const json& j) {
   c.cond_drop = j.value("cond_drop", 0.1);
   c.fill_weight = j.value("fill_weight", 0.0);
   c.range_tail = j.value("range_tail", 0.0);
+  c.missing_groups = j.value("missing_groups", 0.0);
   c.epochs = j.at("epochs").get<int64_t>();
   c.batch = j.at("batch").get<int64_t>();
   c.lr = j.at("lr").get<double>();
@@ -180,6 +184,10 @@ TrainConfig default_preset() {
   c.condition_on = "auto";
   c.fill_weight = 1.0;
   c.range_tail = 0.05;
+  c.missing_groups = 0.95;
+  // More, smaller steps: at equal training time on the 2-core machine batch 32
+  // learned the observation pattern far better than 128 (README, missing groups).
+  c.batch = 32;
   return c;
 }
 

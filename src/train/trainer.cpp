@@ -152,8 +152,9 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
                        std::to_string(cfg.levels) +
                        " U-Net levels (needs >= " + std::to_string(int64_t{1} << cfg.levels) + ")");
     torch::manual_seed(cfg.seed);
-    Encoder encoder = Encoder::fit(loaded.schema, loaded.cohort, len, cfg.shift,
-                                   time_mode_from_string(cfg.time_mode), cfg.range_tail);
+    Encoder encoder =
+        Encoder::fit(loaded.schema, loaded.cohort, len, cfg.shift,
+                     time_mode_from_string(cfg.time_mode), cfg.range_tail, cfg.missing_groups);
     UNetConfig unet;
     unet.hidden = cfg.hidden;
     unet.levels = cfg.levels;

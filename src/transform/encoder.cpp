@@ -53,8 +53,54 @@ torch::Tensor fill_weighted_mask(const EncodedCohort& data, double w) {
   return (1.0 - w) * data.loss_mask + w * valid;
 }
 
+namespace {
+
+// Greedy grouping in column order: a variable joins the first group with whose
+// every member its observed cells overlap with Jaccard index >= threshold.
+void assign_missing_groups(Schema& schema, const Cohort& co, double threshold) {
+  for (auto& v : schema.variables) v.missing_group.clear();
+  if (threshold <= 0.0) return;
+  const size_t nv = schema.variables.size();
+  std::vector<std::vector<uint8_t>> observed(nv);
+  std::vector<int64_t> count(nv, 0);
+  for (size_t i = 0; i < nv; ++i) {
+    if (!schema.variables[i].has_missing) continue;
+    observed[i].resize(static_cast<size_t>(co.n_rows()));
+    for (int64_t r = 0; r < co.n_rows(); ++r) {
+      observed[i][r] = is_missing(co.cell(r, static_cast<int64_t>(i))) ? 0 : 1;
+      count[i] += observed[i][r];
+    }
+  }
+  auto jaccard = [&](size_t a, size_t b) {
+    int64_t both = 0;
+    for (size_t r = 0; r < observed[a].size(); ++r) both += observed[a][r] & observed[b][r];
+    const int64_t either = count[a] + count[b] - both;
+    return either > 0 ? static_cast<double>(both) / static_cast<double>(either) : 0.0;
+  };
+  std::vector<std::vector<size_t>> groups;
+  for (size_t i = 0; i < nv; ++i) {
+    if (!schema.variables[i].has_missing) continue;
+    auto fits = [&](const std::vector<size_t>& g) {
+      for (size_t m : g)
+        if (jaccard(i, m) < threshold) return false;
+      return true;
+    };
+    auto it = std::find_if(groups.begin(), groups.end(), fits);
+    if (it == groups.end())
+      groups.push_back({i});
+    else
+      it->push_back(i);
+  }
+  for (const auto& g : groups) {
+    if (g.size() < 2) continue;  // a group of one would only add a channel
+    for (size_t m : g) schema.variables[m].missing_group = schema.variables[g.front()].name;
+  }
+}
+
+}  // namespace
+
 Encoder Encoder::fit(const Schema& schema, const Cohort& co, int64_t working_length, double shift,
-                     TimeMode time_mode, double range_tail) {
+                     TimeMode time_mode, double range_tail, double missing_groups) {
   if (co.n_patients() == 0) throw InputError("the cohort has no patients");
   if (working_length < 1) throw UsageError("working length must be at least 1");
   Encoder e;
@@ -66,6 +112,9 @@ Encoder Encoder::fit(const Schema& schema, const Cohort& co, int64_t working_len
     for (int64_t r = 0; r < co.n_rows() && !miss; ++r) miss = is_missing(co.cell(r, i));
     e.schema_.variables[i].has_missing = miss;
   }
+  if (!(missing_groups >= 0.0 && missing_groups <= 1.0))
+    throw UsageError("--missing-groups must be in [0, 1] (0: no groups)");
+  assign_missing_groups(e.schema_, co, missing_groups);
   e.schema_.compute_layout();
 
   e.real_.resize(e.schema_.variables.size());
@@ -172,12 +221,26 @@ EncodedCohort Encoder::encode(const Cohort& co) const {
         xb[time_channel_ * len + k] = static_cast<float>(2.0 * u - 1.0);
         mb[time_channel_ * len + k] = 1.f;
       }
+      // A group's channel: whether any member was measured at this step.
+      for (size_t i = 0; i < schema_.variables.size(); ++i) {
+        const Variable& v = schema_.variables[i];
+        if (v.group_channel < 0) continue;
+        float& g = xb[v.group_channel * len + k];
+        if (!is_missing(co.cell(r, static_cast<int64_t>(i))))
+          g = 1.f;
+        else if (g != 1.f)
+          g = -1.f;
+        mb[v.group_channel * len + k] = 1.f;
+      }
       for (size_t i = 0; i < schema_.variables.size(); ++i) {
         const Variable& v = schema_.variables[i];
         const double val = co.cell(r, static_cast<int64_t>(i));
         const bool obs = !is_missing(val);
         if (v.observed_channel >= 0) {
-          xb[v.observed_channel * len + k] = obs ? 1.f : -1.f;
+          // A group member's own channel says "missing" only where its group was
+          // measured without it; elsewhere it holds 1 and the group decides.
+          const bool group_off = v.group_channel >= 0 && xb[v.group_channel * len + k] < 0.f;
+          xb[v.observed_channel * len + k] = obs || group_off ? 1.f : -1.f;
           mb[v.observed_channel * len + k] = 1.f;
         }
         // Unobserved value channels stay 0 (the centre) and out of the loss.
@@ -210,6 +273,7 @@ torch::Tensor Encoder::within_range(const torch::Tensor& x_in, const torch::Tens
     if (v.type != VarType::kReal) continue;
     auto out = x.select(1, v.value_offset).abs() > 1.0;  // [B, L]
     if (v.observed_channel >= 0) out = out & (x.select(1, v.observed_channel) > 0);
+    if (v.group_channel >= 0) out = out & (x.select(1, v.group_channel) > 0);
     ok = ok & ~(out & valid).any(1);
   }
   if (time_channel_ >= 0) ok = ok & ~((x.select(1, time_channel_).abs() > 1.0) & valid).any(1);
@@ -223,27 +287,32 @@ torch::Tensor Encoder::project_fill(const torch::Tensor& x0, const torch::Tensor
 std::function<torch::Tensor(const torch::Tensor&)> Encoder::fill_projection(
     const torch::Tensor& lengths, torch::Device dev) const {
   const int64_t c = channels(), len = working_length_;
-  // Channel k is gated by channel src[k]'s sign where gated[k] is set.
-  std::vector<int64_t> src(static_cast<size_t>(c));
+  // Channel k is gated by the signs of channels src[k] and src2[k] (its own
+  // observed channel and its missing group's, or the same one twice) where
+  // gated[k] is set.
+  std::vector<int64_t> src(static_cast<size_t>(c)), src2(static_cast<size_t>(c));
   std::vector<float> gated(static_cast<size_t>(c), 0.f);
-  for (int64_t k = 0; k < c; ++k) src[k] = k;
+  for (int64_t k = 0; k < c; ++k) src[k] = src2[k] = k;
   for (const auto& v : schema_.variables) {
     if (v.observed_channel < 0) continue;
     for (int64_t q = 0; q < v.value_width; ++q) {
       src[v.value_offset + q] = v.observed_channel;
+      src2[v.value_offset + q] = v.group_channel >= 0 ? v.group_channel : v.observed_channel;
       gated[v.value_offset + q] = 1.f;
     }
   }
   auto src_t = torch::tensor(src, torch::kLong).to(dev);
+  auto src2_t = torch::tensor(src2, torch::kLong).to(dev);
   auto gated_t = torch::tensor(gated).to(dev).view({1, c, 1});
   auto valid = (torch::arange(len).view({1, 1, len}) < lengths.to(torch::kCPU).view({-1, 1, 1}))
                    .to(torch::kFloat)
                    .to(dev);
-  return [c, len, src_t, gated_t, valid](const torch::Tensor& x0) {
+  return [c, len, src_t, src2_t, gated_t, valid](const torch::Tensor& x0) {
     if (x0.dim() != 3 || x0.size(1) != c || x0.size(2) != len || x0.size(0) != valid.size(0))
       throw InputError("fill projection: x0 must be [" + std::to_string(valid.size(0)) + ", " +
                        std::to_string(c) + ", " + std::to_string(len) + "]");
-    auto open = (x0.index_select(1, src_t) > 0).to(x0.scalar_type());
+    auto open =
+        ((x0.index_select(1, src_t) > 0) & (x0.index_select(1, src2_t) > 0)).to(x0.scalar_type());
     auto gate = 1 - gated_t.to(x0.scalar_type()) * (1 - open);
     return x0 * gate * valid.to(x0.scalar_type());
   };
@@ -319,7 +388,8 @@ Cohort Encoder::decode(const torch::Tensor& x_in, const torch::Tensor& lengths_i
       }
       for (int64_t i = 0; i < nv; ++i) {
         const Variable& v = schema_.variables[i];
-        if (v.observed_channel >= 0 && !(xb[v.observed_channel * len + k] > 0.f)) {
+        if ((v.observed_channel >= 0 && !(xb[v.observed_channel * len + k] > 0.f)) ||
+            (v.group_channel >= 0 && !(xb[v.group_channel * len + k] > 0.f))) {
           co.cells.push_back(kMissing);
           continue;
         }
