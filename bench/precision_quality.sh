@@ -14,11 +14,9 @@ OUT=${OUT:-out/precision}
 HG=./build/healthgym
 [ -x "$HG" ] || scripts/build.sh --target healthgym
 mkdir -p "$OUT"
-awk -F, -v f1="$OUT/real.csv" -v f2="$OUT/holdout.csv" '
-  NR == 1 { print > f1; print > f2; next }
-  $1 != last { n++; last = $1 }
-  n <= 250 { print > f1; next }
-  n <= 312 { print > f2 }' data/pbcseq.csv
+# shellcheck source=scripts/split_lib.sh
+. scripts/split_lib.sh
+split_patients data/pbcseq.csv 250 "$OUT/real.csv" 62 "$OUT/holdout.csv"
 for p in fp32 bf16; do
   start=$(date +%s.%N)
   "$HG" train --data "$OUT/real.csv" --id id --time day --hidden "$HIDDEN" --epochs "$EPOCHS" \

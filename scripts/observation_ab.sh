@@ -19,12 +19,9 @@ OUT=${OUT:-out/observation_ab}
 HG=./build/healthgym
 [ -x "$HG" ] || scripts/build.sh --target healthgym
 mkdir -p "$OUT"
-awk -F, -v f1="$OUT/real.csv" -v f2="$OUT/holdout.csv" '
-  NR == 1 { print > f1; print > f2; next }
-  $1 != last { n++; last = $1 }
-  n <= 2000 { print > f1; next }
-  n <= 3000 { print > f2 }
-' data/physionet2012_set_a.csv
+# shellcheck source=scripts/split_lib.sh
+. scripts/split_lib.sh
+split_patients data/physionet2012_set_a.csv 2000 "$OUT/real.csv" 1000 "$OUT/holdout.csv"
 
 arm() {
   local name=$1 flags=$2

@@ -29,16 +29,8 @@ runs="$OUT/runs.tsv"
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
-# Splits a long-format CSV by patient (rows of a patient are contiguous): the first
-# $2 patients to $3, the next $4 to $5.
-split_patients() {
-  awk -F, -v n1="$2" -v f1="$3" -v n2="$4" -v f2="$5" '
-    NR == 1 { print > f1; print > f2; next }
-    $1 != last { n++; last = $1 }
-    n <= n1 { print > f1; next }
-    n <= n1 + n2 { print > f2 }
-  ' "$1"
-}
+# shellcheck source=scripts/split_lib.sh
+. scripts/split_lib.sh
 
 # Keeps the patients whose column $2 equals $3 (static, so any row decides).
 subgroup() {
