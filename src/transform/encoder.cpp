@@ -302,7 +302,8 @@ std::function<torch::Tensor(const torch::Tensor&)> Encoder::fill_projection(
     }
   }
   auto src_t = torch::tensor(src, torch::kLong).to(dev);
-  auto src2_t = torch::tensor(src2, torch::kLong).to(dev);
+  // Without groups src2 is src: one gather per call is enough (this runs at every step).
+  auto src2_t = src2 == src ? torch::Tensor() : torch::tensor(src2, torch::kLong).to(dev);
   auto gated_t = torch::tensor(gated).to(dev).view({1, c, 1});
   auto valid = (torch::arange(len).view({1, 1, len}) < lengths.to(torch::kCPU).view({-1, 1, 1}))
                    .to(torch::kFloat)
@@ -311,8 +312,9 @@ std::function<torch::Tensor(const torch::Tensor&)> Encoder::fill_projection(
     if (x0.dim() != 3 || x0.size(1) != c || x0.size(2) != len || x0.size(0) != valid.size(0))
       throw InputError("fill projection: x0 must be [" + std::to_string(valid.size(0)) + ", " +
                        std::to_string(c) + ", " + std::to_string(len) + "]");
-    auto open =
-        ((x0.index_select(1, src_t) > 0) & (x0.index_select(1, src2_t) > 0)).to(x0.scalar_type());
+    auto on = x0.index_select(1, src_t) > 0;
+    if (src2_t.defined()) on = on & (x0.index_select(1, src2_t) > 0);
+    auto open = on.to(x0.scalar_type());
     auto gate = 1 - gated_t.to(x0.scalar_type()) * (1 - open);
     return x0 * gate * valid.to(x0.scalar_type());
   };
