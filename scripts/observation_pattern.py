@@ -13,34 +13,36 @@ import sys
 
 
 def observed(path):
+    """The header, each column's observed cells as the bits of one integer, and the row count."""
     with open(path, newline="", encoding="utf-8") as f:
         rows = csv.reader(f)
         header = next(rows)
-        cols = [[] for _ in header]
-        for row in rows:
+        cols = [0] * len(header)
+        n = 0
+        for n, row in enumerate(rows, 1):
             for i, cell in enumerate(row):
-                cols[i].append(cell != "")
-    return header, cols
+                if cell != "":
+                    cols[i] |= 1 << (n - 1)
+    return header, cols, n
 
 
 def jaccard(a, b):
-    both = sum(1 for x, y in zip(a, b) if x and y)
-    either = sum(1 for x, y in zip(a, b) if x or y)
-    return both / either if either else 0.0
+    either = (a | b).bit_count()
+    return (a & b).bit_count() / either if either else 0.0
 
 
 def main(argv):
     if len(argv) < 3:
         sys.exit(__doc__)
-    header, real = observed(argv[1])
+    header, real, n_real = observed(argv[1])
     syn = []
     for p in argv[2:]:
-        h, cols = observed(p)
+        h, cols, n = observed(p)
         if h != header:
             sys.exit(f"{p}: columns differ from {argv[1]}")
-        syn.append(cols)
+        syn.append((cols, n))
     names = range(2, len(header))
-    partial = [i for i in names if 0 < sum(real[i]) < len(real[i])]
+    partial = [i for i in names if 0 < real[i].bit_count() < n_real]
     print("pair\treal\t" + "\t".join(argv[2:]))
     gaps = [[] for _ in syn]
     for n, a in enumerate(partial):
@@ -48,14 +50,17 @@ def main(argv):
             j = jaccard(real[a], real[b])
             if j < 0.9:
                 continue
-            js = [jaccard(s[a], s[b]) for s in syn]
+            js = [jaccard(s[a], s[b]) for s, _ in syn]
             for g, x in zip(gaps, js):
                 g.append(abs(j - x))
             print(f"{header[a]}/{header[b]}\t{j:.3f}\t" + "\t".join(f"{x:.3f}" for x in js))
     print("mean |co-observation difference|\t\t" +
           "\t".join(f"{sum(g) / max(len(g), 1):.3f}" for g in gaps))
-    rate = lambda c: 1 - sum(c) / len(c)
-    mads = [sum(abs(rate(real[i]) - rate(s[i])) for i in names) / len(names) for s in syn]
+    def rate(col, n):
+        return 1 - col.bit_count() / n
+
+    mads = [sum(abs(rate(real[i], n_real) - rate(s[i], n)) for i in names) / len(names)
+            for s, n in syn]
     print("mean |missing-rate difference|\t\t" + "\t".join(f"{m:.3f}" for m in mads))
 
 
