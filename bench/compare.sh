@@ -11,7 +11,7 @@ rounds=${1:-3}
 shift || true
 [ "${1:-}" = "--" ] && shift
 common=("$@")
-py=/usr/bin/python3
+py=${PYTHON:-/usr/bin/python3}
 if ! "$py" -c "import torch" 2>/dev/null; then
   echo "compare: the reference needs Debian's python3-torch (apt-get install python3-torch)" >&2
   exit 2

@@ -20,3 +20,23 @@ function(healthgym_enable_gloo target)
                     "multi-process training will report that it is not built")
   endif()
 endfunction()
+
+# c10d's NCCL backend, for data-parallel training on CUDA: needs a LibTorch with
+# CUDA, its ProcessGroupNCCL header (guarded by USE_C10D_NCCL) and nccl.h
+# (PyTorch's wheels bring it in nvidia/nccl/include beside torch/).
+function(healthgym_enable_nccl target)
+  if(NOT HEALTHGYM_DISTRIBUTED OR NOT TORCH_CUDA_LIBRARIES)
+    return()
+  endif()
+  find_path(HEALTHGYM_C10D_NCCL_HEADER torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp
+            HINTS ${TORCH_INCLUDE_DIRS})
+  find_path(HEALTHGYM_NCCL_HEADER nccl.h
+            HINTS ${TORCH_INSTALL_PREFIX}/../nvidia/nccl/include ${TORCH_INCLUDE_DIRS})
+  if(HEALTHGYM_C10D_NCCL_HEADER AND HEALTHGYM_NCCL_HEADER)
+    target_compile_definitions(${target} PRIVATE USE_C10D_NCCL)
+    target_include_directories(${target} PRIVATE ${HEALTHGYM_NCCL_HEADER})
+    message(STATUS "healthgym: distributed training on CUDA with c10d/NCCL (${HEALTHGYM_NCCL_HEADER})")
+  else()
+    message(WARNING "healthgym: nccl.h not found: CUDA ranks reduce through Gloo, if built")
+  endif()
+endfunction()

@@ -101,6 +101,48 @@ TEST(DistConfig, BadVariablesAreUsageErrors) {
             "MASTER_PORT 70000 is not a TCP port");
 }
 
+TEST(DistConfig, UnknownBackendIsAUsageError) {
+  DistConfig c;
+  c.backend = "mpi";
+  EXPECT_THROW(c.validate(), UsageError);
+}
+
+// One rank on the GPU: the NCCL group forms and its collectives are right,
+// for tensors on the GPU and for host tensors staged through it. (Two ranks
+// need two GPUs: NCCL refuses two ranks on one device.)
+TEST(DistNccl, OneRankReducesOnTheGpu) {
+  if (!nccl_available() || !torch::cuda::is_available())
+    GTEST_SKIP() << "no NCCL in this build or no CUDA device";
+  DistConfig c;
+  c.backend = "nccl";
+  c.master_port = free_port();
+  c.timeout_s = 60;
+  Communicator comm(c);
+  EXPECT_TRUE(comm.device().is_cuda());
+  auto g = torch::arange(6, torch::kFloat).to(torch::kCUDA);
+  comm.all_reduce_sum(g, "a test");
+  EXPECT_TRUE(torch::equal(g.cpu(), torch::arange(6, torch::kFloat)));
+  auto h = torch::tensor({1.5, -2.0}, torch::kDouble);
+  comm.all_reduce_max(h, "a test");
+  comm.broadcast(h, 0, "a test");
+  EXPECT_TRUE(h.device().is_cpu());
+  EXPECT_TRUE(torch::equal(h, torch::tensor({1.5, -2.0}, torch::kDouble)));
+}
+
+TEST(DistNccl, BackendMissingFromTheBuildIsAUsageError) {
+  if (nccl_available()) GTEST_SKIP() << "this build has NCCL";
+  DistConfig c;
+  c.world_size = 2;
+  c.backend = "nccl";
+  c.master_port = free_port();
+  try {
+    Communicator comm(c);
+    FAIL() << "expected a UsageError";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("nccl backend is not in this build"), std::string::npos);
+  }
+}
+
 TEST(Shards, ParseNameSeed) {
   EXPECT_EQ(parse_shard("1/4"), std::make_pair(int64_t{1}, int64_t{4}));
   for (const char* bad : {"4/4", "1", "a/2", "-1/2", "1/0", "1/2/3", ""})

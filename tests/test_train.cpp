@@ -111,6 +111,61 @@ TEST(Train, StopMidEpochThenResumeEqualsUninterruptedRun) {
   }
 }
 
+// The fused step (what CUDA replays as a graph) on CPU: with batches that divide
+// the cohort it draws what the plain step draws and lands on the same weights,
+// EMA weights included; it resumes from its own checkpoints.
+TEST(Train, FusedStepMatchesPlainStep) {
+  TempDir dir;
+  auto c = tiny_config(dir, 32);  // batch 16: two full batches an epoch
+  c.fused_step = "off";
+  train(c);
+  auto plain = load_checkpoint(c.out_path);
+  auto f = tiny_config(dir, 32);
+  f.fused_step = "on";
+  f.out_path = dir.file("fused.hg");
+  train(f);
+  auto fused = load_checkpoint(f.out_path);
+  auto pa = plain.model.net->named_parameters(), pb = fused.model.net->named_parameters();
+  for (const auto& kv : pa)
+    EXPECT_TRUE(torch::allclose(kv.value(), pb[kv.key()], 1e-4, 1e-5)) << kv.key();
+  ASSERT_TRUE(plain.model.ema && fused.model.ema);
+  auto ea = plain.model.ema->named_parameters(), eb = fused.model.ema->named_parameters();
+  for (const auto& kv : ea)
+    EXPECT_TRUE(torch::allclose(kv.value(), eb[kv.key()], 1e-4, 1e-5)) << kv.key();
+  EXPECT_EQ(plain.meta.at("ema_updates"), fused.meta.at("ema_updates"));
+  auto la = parse_csv(healthgym::testing::read_file(c.out_path + ".log.csv"), "a");
+  auto lb = parse_csv(healthgym::testing::read_file(f.out_path + ".log.csv"), "b");
+  ASSERT_EQ(la.rows.size(), lb.rows.size());
+  for (size_t r = 0; r < la.rows.size(); ++r)
+    EXPECT_NEAR(std::stod(la.rows[r][1]), std::stod(lb.rows[r][1]), 1e-4);
+}
+
+TEST(Train, FusedStepResumesAndFillsTheLastBatch) {
+  TempDir dir;
+  auto c = tiny_config(dir);  // 40 patients, batch 16: the last batch is filled up
+  c.fused_step = "on";
+  c.epochs = 4;
+  train(c);
+  auto straight = load_checkpoint(c.out_path);
+  auto first = tiny_config(dir);
+  first.fused_step = "on";
+  first.epochs = 2;
+  first.out_path = dir.file("part.hg");
+  train(first);
+  TrainConfig rest;
+  rest.resume_path = first.out_path;
+  rest.out_path = dir.file("resumed.hg");
+  rest.epochs = 4;
+  rest.fused_step = "on";
+  train(rest);
+  auto resumed = load_checkpoint(rest.out_path);
+  auto pa = straight.model.net->named_parameters(), pb = resumed.model.net->named_parameters();
+  for (const auto& kv : pa)
+    EXPECT_TRUE(torch::allclose(kv.value(), pb[kv.key()], 1e-5, 1e-6)) << kv.key();
+  c.fused_step = "sometimes";
+  EXPECT_THROW(c.validate(), UsageError);
+}
+
 TEST(Train, ResumeNeedsMoreEpochs) {
   TempDir dir;
   auto c = tiny_config(dir);

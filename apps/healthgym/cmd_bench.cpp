@@ -39,6 +39,10 @@ Action register_bench(CLI::App& app) {
   sub->add_option("--sampler", o->sampler, "ddpm (T steps) or ddim (--ddim-steps)")
       ->check(CLI::IsMember({"ddpm", "ddim"}))
       ->capture_default_str();
+  sub->add_option("--graph", c.graph,
+                  "auto: on CUDA, the sync-free fused training step and denoising step, each "
+                  "replayed as a CUDA graph; on: those paths on any device; off: the plain path")
+      ->capture_default_str();
   sub->add_option("--ddim-steps", c.ddim_steps, "K for --sampler ddim (0 = T)")
       ->capture_default_str();
   return [o] {

@@ -182,6 +182,11 @@ Action register_train(CLI::App& app) {
          [](TrainConfig& c, uint64_t v) { c.seed = v; });
   ov.add(sub, "--device", "cpu or cuda[:N]", d.device,
          [](TrainConfig& c, const std::string& v) { c.device = v; });
+  ov.add(sub, "--fused-step",
+         "auto: on CUDA (one process, fp32/bf16) the sync-free fused step replayed as a CUDA "
+         "graph; on: that step on any device; off: the plain step (torch::optim::Adam, the "
+         "loss read every step)",
+         d.fused_step, [](TrainConfig& c, const std::string& v) { c.fused_step = v; });
   ov.add(sub, "--checkpoint-every", "Save every N epochs (always at the end)", d.checkpoint_every,
          [](TrainConfig& c, int64_t v) { c.checkpoint_every = v; });
   ov.add(sub, "--time-limit",

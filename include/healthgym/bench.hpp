@@ -25,6 +25,10 @@ struct BenchConfig {
   Precision precision = Precision::kFp32;
   SamplerKind sampler = SamplerKind::kDdpm;
   int64_t ddim_steps = 0;  // K for --sampler ddim (0 = T)
+  // "auto": on CUDA the sync-free fused step and denoising step, each replayed as
+  // a CUDA graph; elsewhere the plain path. "on": the fused paths on any device.
+  // "off": the plain path everywhere.
+  std::string graph = "auto";
 
   void validate() const;  // throws UsageError
 };

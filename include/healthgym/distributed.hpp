@@ -1,8 +1,9 @@
 #pragma once
-// Data-parallel process groups over LibTorch's c10d (Gloo), configured the way
-// PyTorch users know: RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT.
-// The c10d headers stay out of this header (they need USE_C10D_GLOO and gloo's
-// headers); everything goes through Communicator.
+// Data-parallel process groups over LibTorch's c10d (Gloo on CPU, NCCL on CUDA),
+// configured the way PyTorch users know: RANK, WORLD_SIZE, LOCAL_RANK,
+// MASTER_ADDR, MASTER_PORT. The c10d headers stay out of this header (they need
+// USE_C10D_GLOO / USE_C10D_NCCL and gloo's or NCCL's headers); everything goes
+// through Communicator.
 #include <torch/torch.h>
 
 #include <functional>
@@ -20,6 +21,10 @@ struct DistConfig {
   // Bounds every rendezvous and collective: a rank that exits or hangs makes
   // the others fail with a clear message after at most this long.
   double timeout_s = 300;
+  // "gloo" reduces host memory (CUDA tensors make a round trip); "nccl" reduces
+  // on the GPUs, each rank on cuda:LOCAL_RANK. Training picks nccl for CUDA
+  // devices when the build has it.
+  std::string backend = "gloo";
 
   bool enabled() const { return world_size > 1; }
   void validate() const;  // throws UsageError
@@ -34,6 +39,8 @@ bool names_rank(const std::string& path);
 
 // Whether this build has c10d's Gloo backend (USE_C10D_GLOO and libgloo-dev).
 bool distributed_available();
+// Whether it has c10d's NCCL backend (a LibTorch with CUDA and NCCL's header).
+bool nccl_available();
 
 class Communicator {
  public:
@@ -47,10 +54,13 @@ class Communicator {
   Communicator& operator=(const Communicator&) = delete;
 
   int rank() const { return config_.rank; }
+  // Where collectives reduce: the CPU for Gloo, the rank's GPU for NCCL. Tensors
+  // elsewhere are copied there and back.
+  torch::Device device() const;
+  const std::string& backend() const { return config_.backend; }
   int world_size() const { return config_.world_size; }
 
-  // In place, across all ranks. Tensors on a CUDA device go through a host
-  // copy (Gloo reduces host memory).
+  // In place, across all ranks.
   void all_reduce_sum(torch::Tensor& t, const char* what);
   void all_reduce_max(torch::Tensor& t, const char* what);
   void broadcast(torch::Tensor& t, int root, const char* what);

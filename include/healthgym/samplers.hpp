@@ -29,6 +29,11 @@ struct SamplerOptions {
   std::function<torch::Tensor(const torch::Tensor&)> project_x0;
   bool add_noise = true;   // false follows the mean path (for tests)
   int64_t stop_after = 0;  // > 0: stop after this many steps (benchmarks time part of a chain)
+  // On CUDA: each denoising step is one CUDA graph replay, with the step's
+  // coefficients read from tables on the device (no host work per kernel).
+  bool cuda_graph = true;
+  // Take that table-driven path on any device (tests compare it with the plain one).
+  bool device_tables = false;
 
   void validate(int64_t n_steps) const;  // throws UsageError
 };
@@ -67,6 +72,10 @@ torch::Tensor reverse_diffusion_from(UNet& net, const NoiseSchedule& schedule, t
 torch::Tensor reverse_diffusion_from(const Denoiser& denoise, const NoiseSchedule& schedule,
                                      torch::Tensor x, const SamplerOptions& options,
                                      const std::function<void(int64_t, int64_t)>& on_step = {});
+
+// How the last chain on this thread ran: "eager", "tables" or "cuda-graph", and
+// why a capture fell back, if it did (bench reports it).
+std::string last_chain_mode();
 
 // Exponential moving average of a network's weights, used for sampling.
 // decay_n = min(decay, (1 + n) / (10 + n)) after n updates, so early averages

@@ -66,6 +66,12 @@ struct TrainConfig {
   GradScalerConfig scaler;
   uint64_t seed = 0;
   std::string device = "cpu";
+  // The sync-free fused step (train_step.hpp), replayed as a CUDA graph on CUDA:
+  // "auto" on CUDA for one process in fp32 or bf16, "on" also on CPU (same
+  // arithmetic as the plain step, for tests), "off" never. Every batch then has
+  // `batch` rows (an epoch's last batch is filled up from the start of its
+  // shuffle). Not saved: a run choice.
+  std::string fused_step = "auto";
   // Checkpoints: every `checkpoint_every` epochs, and always at the end.
   int64_t checkpoint_every = 1;
   // > 0: stop (and save) before an epoch that would end past this many

@@ -5,9 +5,11 @@
 #include <chrono>
 
 #include "healthgym/compat.hpp"
+#include "healthgym/cuda_graph.hpp"
 #include "healthgym/diffusion.hpp"
 #include "healthgym/error.hpp"
 #include "healthgym/grad_scaler.hpp"
+#include "healthgym/train_step.hpp"
 #include "healthgym/unet.hpp"
 
 namespace healthgym {
@@ -26,6 +28,8 @@ void BenchConfig::validate() const {
   need(sample_steps >= 0 && sample_steps <= n_steps, "--sample-steps must be in 0..--n-steps");
   need(threads >= 0, "--threads must be >= 0");
   need(ddim_steps >= 0 && ddim_steps <= n_steps, "--ddim-steps must be in 0..--n-steps");
+  need(graph == "auto" || graph == "on" || graph == "off",
+       "--graph must be auto, on or off, is '" + graph + "'");
 }
 
 namespace {
@@ -73,6 +77,7 @@ json run_bench(const BenchConfig& c) {
   if (c.precision == Precision::kFp16 && !device.is_cuda() &&
       !compat::cpu_autocast_supports(torch::kHalf))
     throw UsageError("--precision fp16 needs a CUDA device with this LibTorch; use bf16 or fp32");
+  prepare_device(device);
   torch::manual_seed(0);
   UNetConfig uc;
   uc.features = c.features;
@@ -84,32 +89,55 @@ json run_bench(const BenchConfig& c) {
   NoiseSchedule schedule(dc);
   net->to(device);
   schedule->to(device);
-  torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(1e-3));
-  GradScalerConfig sc;
-  sc.enabled = c.precision == Precision::kFp16;
-  GradScaler scaler(sc);
   const bool amp = c.precision != Precision::kFp32;
   const auto amp_dtype = c.precision == Precision::kBf16 ? torch::kBFloat16 : torch::kHalf;
+  // The fused step has no loss scaler: fp16 keeps the plain path.
+  const bool fused = c.precision != Precision::kFp16 &&
+                     (c.graph == "on" || (c.graph == "auto" && device.is_cuda()));
 
   // Four batches of data and their mask, made once: the timed loop only indexes.
   auto data = (torch::rand({c.batch * 4, c.features, c.seq_len}) * 2 - 1).to(device);
   data = align_length(data, c.target_len);
   auto mask = torch::zeros({c.batch, c.features, c.target_len}, data.options());
   mask.narrow(2, 0, c.seq_len).fill_(1.0);
-  auto step = [&](int64_t i) {
-    auto x = data.narrow(0, (i % 4) * c.batch, c.batch);
-    LossTerms loss;
-    {
-      compat::AutocastScope scope(device.type(), amp, amp_dtype);
-      loss = diffusion_loss(net, schedule, dc, x, mask);
-    }
-    opt.zero_grad();
-    scaler.scale(loss.total).backward();
-    scaler.unscale(opt);
-    torch::nn::utils::clip_grad_norm_(net->parameters(), 1.0);
-    scaler.step(opt);
-    scaler.update();
-  };
+  std::function<void(int64_t)> step;
+  std::unique_ptr<torch::optim::Adam> opt;
+  std::unique_ptr<GradScaler> scaler;
+  std::unique_ptr<FusedTrainStep> fused_step;
+  std::vector<torch::Tensor> batch_index;
+  if (fused) {
+    FusedStepConfig fc;
+    fc.clip = 1.0;
+    fc.autocast = amp;
+    fc.amp_dtype = amp_dtype;
+    fc.cuda_graph = c.graph != "off";
+    auto mask_all = mask.repeat({4, 1, 1});
+    fused_step = std::make_unique<FusedTrainStep>(net, schedule, dc, data, mask_all, c.batch, fc);
+    for (int64_t i = 0; i < 4; ++i)
+      batch_index.push_back(
+          torch::arange(i * c.batch, (i + 1) * c.batch, torch::TensorOptions().dtype(torch::kLong))
+              .to(device));
+    step = [&](int64_t i) { fused_step->step(batch_index[static_cast<size_t>(i % 4)]); };
+  } else {
+    opt = std::make_unique<torch::optim::Adam>(net->parameters(), torch::optim::AdamOptions(1e-3));
+    GradScalerConfig sc;
+    sc.enabled = c.precision == Precision::kFp16;
+    scaler = std::make_unique<GradScaler>(sc);
+    step = [&](int64_t i) {
+      auto x = data.narrow(0, (i % 4) * c.batch, c.batch);
+      LossTerms loss;
+      {
+        compat::AutocastScope scope(device.type(), amp, amp_dtype);
+        loss = diffusion_loss(net, schedule, dc, x, mask);
+      }
+      opt->zero_grad();
+      scaler->scale(loss.total).backward();
+      scaler->unscale(*opt);
+      torch::nn::utils::clip_grad_norm_(net->parameters(), 1.0);
+      scaler->step(*opt);
+      scaler->update();
+    };
+  }
   using Clock = std::chrono::steady_clock;
   net->train();
   for (int i = 0; i < 3; ++i) step(i);
@@ -118,11 +146,19 @@ json run_bench(const BenchConfig& c) {
   for (int64_t i = 0; i < c.train_steps; ++i) step(i);
   sync(device);
   const double train_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  std::string train_mode = "plain";
+  if (fused) {
+    train_mode = fused_step->graphed() ? "fused+cuda-graph" : "fused";
+    if (!fused_step->fallback_reason().empty())
+      train_mode += " (" + fused_step->fallback_reason() + ")";
+  }
 
   net->eval();
   SamplerOptions so;
   so.kind = c.sampler;
   so.steps = c.sampler == SamplerKind::kDdim ? c.ddim_steps : 0;
+  so.cuda_graph = c.graph != "off";
+  so.device_tables = c.graph == "on";
   const int64_t chain = c.sampler == SamplerKind::kDdim
                             ? static_cast<int64_t>(ddim_timesteps(c.n_steps, c.ddim_steps).size())
                             : c.n_steps;
@@ -143,6 +179,7 @@ json run_bench(const BenchConfig& c) {
     reverse_diffusion_from(net, schedule, x, so);
   }
   sync(device);
+  const std::string sample_mode = last_chain_mode();
   const double sample_s =
       std::chrono::duration<double>(Clock::now() - t0).count() * static_cast<double>(chain) / timed;
 
@@ -164,6 +201,8 @@ json run_bench(const BenchConfig& c) {
           {"threads", torch::get_num_threads()},
           {"precision", to_string(c.precision)},
           {"sampler", to_string(c.sampler)},
+          {"train_mode", train_mode},
+          {"sample_mode", sample_mode},
           {"chain_steps", chain},
           {"hidden", c.hidden},
           {"features", c.features},

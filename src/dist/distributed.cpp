@@ -8,6 +8,12 @@
 
 #ifdef USE_C10D_GLOO
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
+#ifdef USE_C10D_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+#if defined(USE_C10D_GLOO) || defined(USE_C10D_NCCL)
+#define HEALTHGYM_C10D 1
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #endif
 
@@ -52,6 +58,8 @@ void DistConfig::validate() const {
     throw UsageError("MASTER_PORT " + std::to_string(master_port) + " is not a TCP port");
   if (master_addr.empty()) throw UsageError("MASTER_ADDR is empty");
   if (!(timeout_s > 0)) throw UsageError("--dist-timeout must be > 0 seconds");
+  if (backend != "gloo" && backend != "nccl")
+    throw UsageError("distributed backend must be gloo or nccl, is '" + backend + "'");
 }
 
 DistConfig DistConfig::from_env(const std::function<const char*(const char*)>& getenv_fn) {
@@ -74,17 +82,66 @@ DistConfig DistConfig::from_env(const std::function<const char*(const char*)>& g
   return c;
 }
 
+bool distributed_available() {
 #ifdef USE_C10D_GLOO
+  return true;
+#else
+  return false;
+#endif
+}
 
-bool distributed_available() { return true; }
+bool nccl_available() {
+#ifdef USE_C10D_NCCL
+  return true;
+#else
+  return false;
+#endif
+}
+
+#ifdef HEALTHGYM_C10D
 
 struct Communicator::Impl {
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+#ifdef USE_C10D_GLOO
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> gloo;
+#endif
+#ifdef USE_C10D_NCCL
+  c10::intrusive_ptr<c10d::ProcessGroupNCCL> nccl;
+#endif
+  torch::Device device{torch::kCPU};
+
+  c10::intrusive_ptr<c10d::Work> allreduce(std::vector<torch::Tensor>& v,
+                                           const c10d::AllreduceOptions& o) {
+#ifdef USE_C10D_NCCL
+    if (nccl) return nccl->allreduce(v, o);
+#endif
+#ifdef USE_C10D_GLOO
+    if (gloo) return gloo->allreduce(v, o);
+#endif
+    throw RuntimeError("no process group");
+  }
+  c10::intrusive_ptr<c10d::Work> broadcast(std::vector<torch::Tensor>& v,
+                                           const c10d::BroadcastOptions& o) {
+#ifdef USE_C10D_NCCL
+    if (nccl) return nccl->broadcast(v, o);
+#endif
+#ifdef USE_C10D_GLOO
+    if (gloo) return gloo->broadcast(v, o);
+#endif
+    throw RuntimeError("no process group");
+  }
 };
 
 Communicator::Communicator(const DistConfig& config) : config_(config), impl_(new Impl) {
   config_.validate();
+  if (config_.backend == "nccl" && !nccl_available())
+    throw UsageError(
+        "the nccl backend is not in this build (it needs a LibTorch with CUDA and "
+        "NCCL's header nccl.h)");
+  if (config_.backend == "gloo" && !distributed_available())
+    throw UsageError("WORLD_SIZE=" + std::to_string(config_.world_size) +
+                     " asks for distributed training, but this build has no c10d Gloo backend "
+                     "(install libgloo-dev and rebuild: CMake then defines USE_C10D_GLOO)");
   const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(config_.timeout_s * 1000));
   const std::string where = config_.master_addr + ":" + std::to_string(config_.master_port);
   try {
@@ -95,15 +152,29 @@ Communicator::Communicator(const DistConfig& config) : config_(config), impl_(ne
     opts.waitWorkers = false;  // the process group's own rendezvous waits, with our timeout
     opts.timeout = timeout;
     impl_->store = c10::make_intrusive<c10d::TCPStore>(config_.master_addr, opts);
-    auto pg_opts = c10d::ProcessGroupGloo::Options::create(timeout);
-    // Loopback and named hosts alike: bind where the master is reachable from.
-    pg_opts->devices.push_back(config_.master_addr == "127.0.0.1" ||
-                                       config_.master_addr == "localhost"
-                                   ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
-                                   : c10d::ProcessGroupGloo::createDefaultDevice());
-    pg_opts->threads = 2;
-    impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, config_.rank,
-                                                               config_.world_size, pg_opts);
+#ifdef USE_C10D_NCCL
+    if (config_.backend == "nccl") {
+      impl_->device =
+          torch::Device(torch::kCUDA, static_cast<torch::DeviceIndex>(config_.local_rank));
+      auto pg_opts = c10d::ProcessGroupNCCL::Options::create();
+      pg_opts->timeout = timeout;
+      impl_->nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(impl_->store, config_.rank,
+                                                                config_.world_size, pg_opts);
+    }
+#endif
+#ifdef USE_C10D_GLOO
+    if (config_.backend == "gloo") {
+      auto pg_opts = c10d::ProcessGroupGloo::Options::create(timeout);
+      // Loopback and named hosts alike: bind where the master is reachable from.
+      pg_opts->devices.push_back(config_.master_addr == "127.0.0.1" ||
+                                         config_.master_addr == "localhost"
+                                     ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
+                                     : c10d::ProcessGroupGloo::createDefaultDevice());
+      pg_opts->threads = 2;
+      impl_->gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, config_.rank,
+                                                                config_.world_size, pg_opts);
+    }
+#endif
   } catch (const std::exception& e) {
     throw RuntimeError("rank " + std::to_string(config_.rank) + " of " +
                        std::to_string(config_.world_size) + ": could not join the group at " +
@@ -113,7 +184,19 @@ Communicator::Communicator(const DistConfig& config) : config_(config), impl_(ne
   }
 }
 
-Communicator::~Communicator() = default;
+Communicator::~Communicator() {
+#ifdef USE_C10D_NCCL
+  // NCCL's communicators are released explicitly (as destroy_process_group does).
+  if (impl_ && impl_->nccl) {
+    try {
+      impl_->nccl->shutdown();
+    } catch (...) {
+    }
+  }
+#endif
+}
+
+torch::Device Communicator::device() const { return impl_->device; }
 
 namespace {
 
@@ -130,57 +213,60 @@ void run_collective(const DistConfig& cfg, const char* what, Fn&& fn) {
   }
 }
 
-// Gloo reduces host memory: CUDA tensors make a round trip.
+// Gloo reduces host memory, NCCL the rank's GPU: other tensors make a round trip.
 template <typename Fn>
-void on_host(torch::Tensor& t, Fn&& fn) {
-  if (t.device().is_cpu() && t.is_contiguous()) {
+void on_device(const torch::Device& device, torch::Tensor& t, Fn&& fn) {
+  if (t.device() == device && t.is_contiguous()) {
     fn(t);
     return;
   }
-  auto host = t.to(torch::kCPU).contiguous();
-  fn(host);
-  t.copy_(host);
+  auto staged = t.to(device).contiguous();
+  fn(staged);
+  t.copy_(staged);
 }
 
 }  // namespace
 
 void Communicator::all_reduce_sum(torch::Tensor& t, const char* what) {
-  on_host(t, [&](torch::Tensor& h) {
+  on_device(impl_->device, t, [&](torch::Tensor& h) {
     std::vector<torch::Tensor> v{h};
-    run_collective(config_, what, [&] { return impl_->group->allreduce(v); });
+    run_collective(config_, what, [&] { return impl_->allreduce(v, c10d::AllreduceOptions()); });
   });
 }
 
 void Communicator::all_reduce_max(torch::Tensor& t, const char* what) {
-  on_host(t, [&](torch::Tensor& h) {
+  on_device(impl_->device, t, [&](torch::Tensor& h) {
     std::vector<torch::Tensor> v{h};
     c10d::AllreduceOptions o;
     o.reduceOp = c10d::ReduceOp::MAX;
-    run_collective(config_, what, [&] { return impl_->group->allreduce(v, o); });
+    run_collective(config_, what, [&] { return impl_->allreduce(v, o); });
   });
 }
 
 void Communicator::broadcast(torch::Tensor& t, int root, const char* what) {
-  on_host(t, [&](torch::Tensor& h) {
+  on_device(impl_->device, t, [&](torch::Tensor& h) {
     std::vector<torch::Tensor> v{h};
     c10d::BroadcastOptions o;
     o.rootRank = root;
-    run_collective(config_, what, [&] { return impl_->group->broadcast(v, o); });
+    run_collective(config_, what, [&] { return impl_->broadcast(v, o); });
   });
 }
 
-#else  // no Gloo in this build
-
-bool distributed_available() { return false; }
+#else  // no c10d backend in this build
 
 struct Communicator::Impl {};
 
 Communicator::Communicator(const DistConfig& config) : config_(config) {
+  if (config.backend == "nccl")
+    throw UsageError(
+        "the nccl backend is not in this build (it needs a LibTorch with CUDA and "
+        "NCCL's header nccl.h)");
   throw UsageError("WORLD_SIZE=" + std::to_string(config.world_size) +
                    " asks for distributed training, but this build has no c10d Gloo backend "
                    "(install libgloo-dev and rebuild: CMake then defines USE_C10D_GLOO)");
 }
 Communicator::~Communicator() = default;
+torch::Device Communicator::device() const { return torch::kCPU; }
 void Communicator::all_reduce_sum(torch::Tensor&, const char*) {}
 void Communicator::all_reduce_max(torch::Tensor&, const char*) {}
 void Communicator::broadcast(torch::Tensor&, int, const char*) {}

@@ -6,6 +6,7 @@
 #include "healthgym/atomic_file.hpp"
 #include "healthgym/compat.hpp"
 #include "healthgym/csv.hpp"
+#include "healthgym/cuda_graph.hpp"
 #include "healthgym/error.hpp"
 #include "healthgym/sample.hpp"
 #include "healthgym/samplers.hpp"
@@ -228,6 +229,7 @@ SampleResult sample_to_csv(const SampleConfig& cfg,
   torch::Device device(cfg.device);
   if (device.is_cuda() && !torch::cuda::is_available())
     throw UsageError("--device " + cfg.device + " asked for, but no CUDA device is available");
+  prepare_device(device);
   CheckpointContents ckpt = load_checkpoint(cfg.model_path, device);
   SampleConfig resolved = cfg;
   if (cfg.shard_count > 1) {

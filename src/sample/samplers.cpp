@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "healthgym/cuda_graph.hpp"
 #include "healthgym/error.hpp"
 
 namespace healthgym {
@@ -37,6 +38,8 @@ std::vector<int64_t> ddim_timesteps(int64_t n_steps, int64_t k) {
 }
 
 namespace {
+thread_local std::string chain_mode = "eager";
+
 Denoiser plain(UNet& net) {
   return
       [net](const torch::Tensor& x, const torch::Tensor& t) mutable { return net->forward(x, t); };
@@ -80,6 +83,96 @@ torch::Tensor reverse_diffusion_from(UNet& net, const NoiseSchedule& schedule, t
   return reverse_diffusion_from(plain(net), schedule, std::move(x), options, on_step);
 }
 
+std::string last_chain_mode() { return chain_mode; }
+
+namespace {
+
+// The chain as a fixed-shape step over device tables: step k reads its t and
+// coefficients from row k, so the same kernels run at every step and can be
+// replayed as one CUDA graph. Per step, with x0 = P0 x + P1 eps:
+//   without x0 projection  x' = Cx x + Ce eps + S z
+//   with it                x' = Cx x + C0 proj(x0) + S z
+// which is DDPM's and DDIM's update rewritten; the plain path below is the
+// reference the tests hold it to.
+torch::Tensor chain_with_tables(const Denoiser& denoise, const std::vector<int64_t>& ts,
+                                const std::vector<int64_t>& prev, const double* bp,
+                                const double* ap, const double* abp, torch::Tensor x0_in,
+                                const SamplerOptions& options,
+                                const std::function<void(int64_t, int64_t)>& on_step) {
+  const auto k_steps = static_cast<int64_t>(ts.size());
+  const bool project = options.clip_x0 || static_cast<bool>(options.project_x0);
+  const bool ddpm = options.kind == SamplerKind::kDdpm;
+  std::vector<double> rows;
+  rows.reserve(static_cast<size_t>(k_steps) * 5);
+  bool any_noise = false;
+  for (int64_t i = 0; i < k_steps; ++i) {
+    const int64_t t = ts[static_cast<size_t>(i)];
+    const double ab = abp[t];
+    const double ab_prev =
+        prev[static_cast<size_t>(i)] >= 0 ? abp[prev[static_cast<size_t>(i)]] : 1.0;
+    const double p0 = 1.0 / std::sqrt(ab), p1 = -std::sqrt(1.0 - ab) / std::sqrt(ab);
+    double cx = 0, c = 0, sn = 0;
+    if (ddpm) {
+      sn = t > 0 ? std::sqrt(bp[t]) : 0.0;
+      if (!project) {
+        cx = 1.0 / std::sqrt(ap[t]);
+        c = -(bp[t] / std::sqrt(1.0 - ab)) / std::sqrt(ap[t]);
+      } else {
+        c = std::sqrt(ab_prev) * bp[t] / (1.0 - ab);
+        cx = std::sqrt(ap[t]) * (1.0 - ab_prev) / (1.0 - ab);
+      }
+    } else {
+      sn = options.eta * std::sqrt((1.0 - ab_prev) / (1.0 - ab)) *
+           std::sqrt(std::max(0.0, 1.0 - ab / ab_prev));
+      const double dir = std::sqrt(std::max(0.0, 1.0 - ab_prev - sn * sn));
+      if (!project) {  // sqrt(ab_prev) x0 + dir eps
+        cx = std::sqrt(ab_prev) * p0;
+        c = std::sqrt(ab_prev) * p1 + dir;
+      } else {  // eps' = (x - sqrt(ab) x0) / sqrt(1 - ab)
+        cx = dir / std::sqrt(1.0 - ab);
+        c = std::sqrt(ab_prev) - dir * std::sqrt(ab) / std::sqrt(1.0 - ab);
+      }
+    }
+    if (!options.add_noise) sn = 0;
+    any_noise = any_noise || sn > 0;
+    rows.insert(rows.end(), {p0, p1, cx, c, sn});
+  }
+  const auto device = x0_in.device();
+  auto table = torch::tensor(rows, torch::kDouble).view({k_steps, 5}).to(torch::kFloat).to(device);
+  auto t_table = torch::tensor(ts, torch::kLong).to(device);
+  auto k_now = torch::zeros({1}, torch::TensorOptions().dtype(torch::kLong).device(device));
+  auto x = x0_in.clone();
+  const int64_t b = x.size(0);
+  auto body = [&] {
+    auto row = table.index_select(0, k_now).view({5, 1, 1, 1});
+    auto tt = t_table.index_select(0, k_now).expand({b}).contiguous();
+    auto eps = denoise(x, tt).to(torch::kFloat);
+    torch::Tensor next;
+    if (!project) {
+      next = row[2] * x + row[3] * eps;
+    } else {
+      auto x0 = row[0] * x + row[1] * eps;
+      if (options.clip_x0) x0 = x0.clamp(-1.0, 1.0);
+      if (options.project_x0) x0 = options.project_x0(x0);
+      next = row[2] * x + row[3] * x0;
+    }
+    if (any_noise) next = next + row[4] * torch::randn_like(x);
+    x.copy_(next);
+  };
+  GraphedCall call(device, body, options.cuda_graph && device.is_cuda());
+  for (int64_t i = 0; i < k_steps; ++i) {
+    k_now.fill_(i);
+    call();
+    if (on_step) on_step(i + 1, k_steps);
+    if (options.stop_after > 0 && i + 1 >= options.stop_after) break;
+  }
+  chain_mode = call.graphed() ? "cuda-graph" : "tables";
+  if (!call.fallback_reason().empty()) chain_mode += " (" + call.fallback_reason() + ")";
+  return x;
+}
+
+}  // namespace
+
 torch::Tensor reverse_diffusion_from(const Denoiser& denoise, const NoiseSchedule& schedule,
                                      torch::Tensor x, const SamplerOptions& options,
                                      const std::function<void(int64_t, int64_t)>& on_step) {
@@ -87,6 +180,7 @@ torch::Tensor reverse_diffusion_from(const Denoiser& denoise, const NoiseSchedul
   const int64_t t_max = schedule->n_steps();
   options.validate(t_max);
   const auto device = x.device();
+  chain_mode = "eager";
   // Coefficients on the host: reading them per step would sync a GPU.
   auto betas = schedule->betas.to(torch::kCPU, torch::kDouble);
   auto alphas = schedule->alphas.to(torch::kCPU, torch::kDouble);
@@ -94,6 +188,17 @@ torch::Tensor reverse_diffusion_from(const Denoiser& denoise, const NoiseSchedul
   const double* bp = betas.data_ptr<double>();
   const double* ap = alphas.data_ptr<double>();
   const double* abp = abar.data_ptr<double>();
+  if (options.device_tables || (device.is_cuda() && options.cuda_graph)) {
+    std::vector<int64_t> ts, prev;
+    if (options.kind == SamplerKind::kDdpm) {
+      for (int64_t t = t_max - 1; t >= 0; --t) ts.push_back(t);
+      for (int64_t t : ts) prev.push_back(t - 1);
+    } else {
+      ts = ddim_timesteps(t_max, options.steps);
+      for (size_t i = 0; i < ts.size(); ++i) prev.push_back(i + 1 < ts.size() ? ts[i + 1] : -1);
+    }
+    return chain_with_tables(denoise, ts, prev, bp, ap, abp, x, options, on_step);
+  }
   const int64_t b = x.size(0);
   auto eps_at = [&](const torch::Tensor& xt, int64_t t) {
     auto tt = torch::full({b}, t, torch::TensorOptions().dtype(torch::kLong).device(device));

@@ -37,6 +37,8 @@ void TrainConfig::validate() const {
     need(!time_column.empty(), "--time is required (the time-step column)");
   }
   need(!out_path.empty(), "--out is required");
+  need(fused_step == "auto" || fused_step == "on" || fused_step == "off",
+       "--fused-step must be auto, on or off, is '" + fused_step + "'");
   need(shift > 0.0, "--shift must be > 0");
   UNetConfig u;
   u.hidden = hidden;

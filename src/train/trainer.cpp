@@ -7,10 +7,12 @@
 #include "healthgym/atomic_file.hpp"
 #include "healthgym/checkpoint.hpp"
 #include "healthgym/compat.hpp"
+#include "healthgym/cuda_graph.hpp"
 #include "healthgym/dataset.hpp"
 #include "healthgym/error.hpp"
 #include "healthgym/samplers.hpp"
 #include "healthgym/train.hpp"
+#include "healthgym/train_step.hpp"
 
 namespace healthgym {
 
@@ -50,7 +52,7 @@ torch::Tensor flat_grads(const std::vector<torch::Tensor>& params, const torch::
   for (const auto& p : params)
     parts.push_back(p.grad().defined() ? p.grad().reshape(-1).to(torch::kFloat)
                                        : torch::zeros({p.numel()}, p.options()));
-  for (auto& t : parts) t = t.to(torch::kCPU);
+  for (auto& t : parts) t = t.to(extra.device());
   parts.push_back(extra);
   return torch::cat(parts);
 }
@@ -85,6 +87,7 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
     saved.log_path = given.log_path;
     saved.checkpoint_every = given.checkpoint_every;
     saved.time_limit_s = given.time_limit_s;
+    saved.fused_step = given.fused_step;
     saved.resume_path = given.resume_path;
     if (!given.data_path.empty()) saved.data_path = given.data_path;
     cfg = saved;
@@ -92,8 +95,20 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
       throw UsageError("--epochs " + std::to_string(cfg.epochs) + " is not beyond the " +
                        std::to_string(resumed.epoch) + " epochs already in " + given.resume_path);
   }
+  torch::Device device = parse_device(cfg.device);
+  if (given.dist.enabled() && device.is_cuda() && !device.has_index())
+    device = torch::Device(torch::kCUDA, static_cast<torch::DeviceIndex>(given.dist.local_rank));
+  prepare_device(device);
   std::unique_ptr<Communicator> comm;
-  if (given.dist.enabled()) comm = std::make_unique<Communicator>(given.dist);
+  if (given.dist.enabled()) {
+    DistConfig dist = given.dist;
+    // GPUs reduce among themselves when the build has NCCL, else through Gloo on the host.
+    if (device.is_cuda() && nccl_available()) {
+      dist.backend = "nccl";
+      dist.local_rank = device.index();
+    }
+    comm = std::make_unique<Communicator>(dist);
+  }
   const int rank = comm ? comm->rank() : 0;
   const int world = comm ? comm->world_size() : 1;
   // Rank 0 writes, or every rank when the path names its rank.
@@ -105,9 +120,6 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
     check_writable(cfg.out_path);
     check_writable(log_path);
   }
-  torch::Device device = parse_device(cfg.device);
-  if (comm && device.is_cuda() && !device.has_index())
-    device = torch::Device(torch::kCUDA, static_cast<torch::DeviceIndex>(given.dist.local_rank));
   if (cfg.precision == Precision::kFp16 && !device.is_cuda() &&
       !compat::cpu_autocast_supports(torch::kHalf))
     throw UsageError("--precision fp16 needs a CUDA device with this LibTorch (" +
@@ -260,6 +272,28 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
     }
   }
 
+  // One GPU process: the whole step without host synchronisation, as a CUDA graph.
+  // (fp16 needs the loss scaler's host decisions; ranks need their collective.)
+  std::unique_ptr<FusedTrainStep> fused;
+  std::unique_ptr<FlatParameters> ema_flat;
+  const int64_t fused_batch = std::min(cfg.batch, n);
+  const bool want_fused = cfg.fused_step == "on" || (cfg.fused_step == "auto" && device.is_cuda());
+  if (!comm && want_fused && cfg.precision != Precision::kFp16) {
+    FusedStepConfig fc;
+    fc.lr = cfg.lr;
+    fc.beta1 = cfg.adam_beta1;
+    fc.beta2 = cfg.adam_beta2;
+    fc.clip = cfg.clip;
+    fc.autocast = cfg.precision != Precision::kFp32;
+    fc.amp_dtype = cfg.precision == Precision::kBf16 ? torch::kBFloat16 : torch::kHalf;
+    fc.cond_drop = cfg.cond_drop;
+    fused = std::make_unique<FusedTrainStep>(model.net, model.schedule, cfg.diffusion, x_all,
+                                             mask_all, fused_batch, fc, cond_all, null_row);
+    if (resuming) fused->optimizer().load_state_from(optimizer);
+    // The EMA weights as one buffer too: their update is two kernels, not two per tensor.
+    if (ema) ema_flat = std::make_unique<FlatParameters>(ema->averaged()->parameters(), false);
+  }
+
   info.patients = n;
   info.channels = model.encoder.channels();
   info.working_length = model.encoder.working_length();
@@ -292,6 +326,7 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
     meta["scaler"] = scaler.state();
     if (ema) meta["ema_updates"] = ema->updates();
     meta["log"] = log_text;
+    if (fused) fused->optimizer().store_state_into(optimizer);
     save_checkpoint(cfg.out_path, model, meta, &optimizer, cpu_rng_state());
   };
 
@@ -325,6 +360,13 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
       if (comm ? stop_requested : (cb.should_stop && cb.should_stop())) {
         result.stopped_early = true;
         result.stopped_at_step = s;
+        if (fused) {  // the steps since the last read
+          auto sums = fused->loss_sums().to(torch::kCPU, torch::kDouble);
+          fused->reset_sums();
+          sum_loss += sums[0].item<double>();
+          sum_diff += sums[1].item<double>();
+          sum_rec += sums[2].item<double>();
+        }
         // Saved even between epochs: this epoch's shuffle is already drawn, and
         // --checkpoint-every may have skipped the last one.
         json extra;
@@ -338,7 +380,28 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
       const int64_t b0 = s * cfg.batch, b1 = std::min(n, b0 + cfg.batch);
       auto idx = perm.slice(0, b0, b1);
       double step_loss = 0, step_diff = 0, step_rec = 0;
-      if (!comm) {
+      if (fused) {
+        // Full batches only: the last one wraps around to the shuffle's start.
+        auto rows = b1 - b0 == fused_batch
+                        ? idx
+                        : torch::cat({idx, perm.slice(0, 0, fused_batch - (b1 - b0))});
+        fused->step(rows);
+        if (ema) {  // Ema::update's arithmetic over the flat buffers
+          torch::NoGradGuard ng;
+          const double d = ema->current_decay();
+          ema_flat->values.mul_(d).add_(fused->parameters().values, 1.0 - d);
+          ema->set_updates(ema->updates() + 1);
+        }
+        // The loss sums stay on the device; read them now and then, not every step.
+        const bool read = (s + 1) % 16 == 0 || s + 1 == steps_per_epoch;
+        if (read) {
+          auto sums = fused->loss_sums().to(torch::kCPU, torch::kDouble);
+          fused->reset_sums();
+          step_loss = sums[0].item<double>();
+          step_diff = sums[1].item<double>();
+          step_rec = sums[2].item<double>();
+        }
+      } else if (!comm) {
         auto xb = x_all.index_select(0, idx);
         auto mb = mask_all.index_select(0, idx);
         torch::Tensor cond_b;
@@ -403,7 +466,8 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
         const bool stop_here = cb.should_stop && cb.should_stop();
         auto flat = flat_grads(
             params, torch::tensor({static_cast<float>(step_loss), static_cast<float>(step_diff),
-                                   static_cast<float>(step_rec), stop_here ? 1.0F : 0.0F}));
+                                   static_cast<float>(step_rec), stop_here ? 1.0F : 0.0F})
+                        .to(comm->device()));
         comm->all_reduce_sum(flat, "a training step");
         const int64_t k = flat.size(0) - 4;
         unflatten_into_grads(flat.slice(0, 0, k).to(device), params);
@@ -412,13 +476,15 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
         step_rec = flat[k + 2].item<double>();
         if (flat[k + 3].item<float>() > 0) stop_requested = true;
       }
-      scaler.unscale(optimizer);
-      if (cfg.clip > 0) torch::nn::utils::clip_grad_norm_(model.net->parameters(), cfg.clip);
-      if (!scaler.step(optimizer))
-        ++skipped;
-      else if (ema)
-        ema->update(model.net);
-      scaler.update();
+      if (!fused) {
+        scaler.unscale(optimizer);
+        if (cfg.clip > 0) torch::nn::utils::clip_grad_norm_(model.net->parameters(), cfg.clip);
+        if (!scaler.step(optimizer))
+          ++skipped;
+        else if (ema)
+          ema->update(model.net);
+        scaler.update();
+      }
 
       sum_loss += step_loss;
       sum_diff += step_diff;

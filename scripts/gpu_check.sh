@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# The GPU checks, in one run on a machine with an NVIDIA GPU and PyTorch (its
+# LibTorch with CUDA is found through python3's torch): build against it, run
+# the CUDA tests, compare `healthgym bench` with the PyTorch reference on the GPU,
+# train and sample on the GPU, then run the whole suite. Every stage logs under
+# GPU_CHECK_OUT (default build-cuda/gpu_check) and has a time limit, so a stage that fails
+# or hangs still leaves the others' results.
+#   scripts/gpu_check.sh            PYTHON=/path/to/python3 scripts/gpu_check.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${GPU_CHECK_OUT:-build-cuda/gpu_check}
+mkdir -p "$out"
+py=${PYTHON:-python3}
+jobs=$(nproc)
+log() { echo "[gpu_check $(date +%T)] $*" | tee -a "$out/summary.log"; }
+stage() {  # stage NAME SECONDS CMD...: runs CMD with a limit, output to OUT/NAME.log
+  local name=$1 limit=$2
+  shift 2
+  local t0=$SECONDS
+  timeout --kill-after=5 "$limit" "$@" >"$out/$name.log" 2>&1
+  local rc=$?
+  log "$name: exit $rc in $((SECONDS - t0)) s"
+  return $rc
+}
+
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
+prefix=$("$py" -c 'import torch; print(torch.utils.cmake_prefix_path)')
+"$py" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' | tee -a "$out/gpu.txt"
+export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
+
+# Build; if it fails, retry without NCCL, then without the CUDA graph code, so
+# that whatever does build is still measured (the summary says which).
+built=""
+for extra in "" "-DHEALTHGYM_DISTRIBUTED=OFF" "-DHEALTHGYM_DISTRIBUTED=OFF -DHEALTHGYM_CUDA_GRAPHS=OFF"; do
+  # shellcheck disable=SC2086
+  if stage configure 120 cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_PREFIX_PATH="$prefix" $extra &&
+    stage build 420 cmake --build build-cuda -j"$jobs" -- -k 0; then
+    built="ok $extra"
+    break
+  fi
+  cp "$out/build.log" "$out/build_failed${extra// /_}.log"
+  grep -m 40 -A6 "error" "$out/build.log" | head -120
+  # The CLI built (a test file failed): measure what there is rather than rebuild.
+  if [ -x build-cuda/healthgym ]; then
+    built="partial $extra"
+    break
+  fi
+done
+log "build: ${built:-FAILED}"
+[ -n "$built" ] || exit 1
+bin=build-cuda/healthgym
+
+# CUDA tests first (they are what only this machine can run).
+stage cuda_tests 120 build-cuda/tests/healthgym_tests \
+  --gtest_filter='FastPaths*:FastPathsCuda*:DistNccl*:DistConfig*'
+tail -n 25 "$out/cuda_tests.log"
+
+# Bench against the reference at its shapes, alternating; the main pair twice.
+for round in 1 2; do
+  stage "ref_$round" 120 "$py" bench/seed_reference.py --device cuda --train-steps 50
+  tail -n 1 "$out/ref_$round.log"
+  variants=("bf16 auto")
+  [ "$round" = 1 ] && variants+=("fp32 auto" "fp16 off" "bf16 off")
+  for v in "${variants[@]}"; do
+    set -- $v
+    stage "hg_${1}_${2}_$round" 120 "$bin" bench --device cuda --train-steps 50 \
+      --precision "$1" --graph "$2"
+    tail -n 1 "$out/hg_${1}_${2}_$round.log"
+  done
+done
+stage hg_bf16_ddim25 120 "$bin" bench --device cuda --train-steps 50 --precision bf16 \
+  --sampler ddim --ddim-steps 25
+tail -n 1 "$out/hg_bf16_ddim25.log"
+
+# The product on the GPU: train (the fused step as a CUDA graph, then the plain
+# step for comparison) and sample with DDIM (the default) and DDPM.
+data=data/physionet2012_set_a.csv
+stage train_graph 120 "$bin" train --data "$data" --id stay_id --time hour --device cuda \
+  --precision bf16 --epochs 1000 --time-limit 45 --out build-cuda/gpu.hg
+tail -n 4 "$out/train_graph.log"
+cp build-cuda/gpu.hg.log.csv "$out/train_graph_loss.csv" 2>/dev/null
+stage train_plain 60 "$bin" train --data "$data" --id stay_id --time hour --device cuda \
+  --precision bf16 --epochs 1000 --time-limit 15 --fused-step off --out build-cuda/plain.hg
+tail -n 4 "$out/train_plain.log"
+cp build-cuda/plain.hg.log.csv "$out/train_plain_loss.csv" 2>/dev/null
+stage sample_ddim 120 "$bin" sample --model build-cuda/gpu.hg --n 4000 --device cuda \
+  --out build-cuda/syn_ddim.csv
+tail -n 4 "$out/sample_ddim.log"
+stage sample_ddpm 150 "$bin" sample --model build-cuda/gpu.hg --n 4000 --device cuda \
+  --sampler ddpm --out build-cuda/syn_ddpm.csv
+tail -n 4 "$out/sample_ddpm.log"
+
+# The whole suite, last, with what time is left.
+stage ctest 240 ctest --test-dir build-cuda -j8 --timeout 200 --output-on-failure
+tail -n 30 "$out/ctest.log"
+stage evaluate 150 "$bin" evaluate --real "$data" --synthetic build-cuda/syn_ddim.csv \
+  --id stay_id --time hour --out build-cuda/eval_ddim
+cp build-cuda/eval_ddim/report.json "$out/eval_ddim_report.json" 2>/dev/null
+log done
