@@ -77,11 +77,11 @@ tail -n 1 "$out/hg_bf16_ddim25.log"
 # step for comparison) and sample with DDIM (the default) and DDPM.
 data=data/physionet2012_set_a.csv
 stage train_graph 120 "$bin" train --data "$data" --id stay_id --time hour --device cuda \
-  --precision bf16 --epochs 1000 --time-limit 45 --out build-cuda/gpu.hg
+  --precision bf16 --epochs 1000 --time-limit 30 --out build-cuda/gpu.hg
 tail -n 4 "$out/train_graph.log"
 cp build-cuda/gpu.hg.log.csv "$out/train_graph_loss.csv" 2>/dev/null
 stage train_plain 60 "$bin" train --data "$data" --id stay_id --time hour --device cuda \
-  --precision bf16 --epochs 1000 --time-limit 15 --fused-step off --out build-cuda/plain.hg
+  --precision bf16 --epochs 1000 --time-limit 10 --fused-step off --out build-cuda/plain.hg
 tail -n 4 "$out/train_plain.log"
 cp build-cuda/plain.hg.log.csv "$out/train_plain_loss.csv" 2>/dev/null
 stage sample_ddim 120 "$bin" sample --model build-cuda/gpu.hg --n 4000 --device cuda \

@@ -6,13 +6,22 @@
 
 #include "healthgym/error.hpp"
 
-#ifdef USE_C10D_GLOO
+// CMake defines HEALTHGYM_GLOO / HEALTHGYM_NCCL when it found the backend's
+// headers. (PyTorch's LibTorch defines USE_C10D_GLOO for every user, whether or
+// not it ships gloo's headers, so that macro cannot tell.)
+#ifdef HEALTHGYM_GLOO
+#ifndef USE_C10D_GLOO
+#define USE_C10D_GLOO
+#endif
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #endif
-#ifdef USE_C10D_NCCL
+#ifdef HEALTHGYM_NCCL
+#ifndef USE_C10D_NCCL
+#define USE_C10D_NCCL
+#endif
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
-#if defined(USE_C10D_GLOO) || defined(USE_C10D_NCCL)
+#if defined(HEALTHGYM_GLOO) || defined(HEALTHGYM_NCCL)
 #define HEALTHGYM_C10D 1
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #endif
@@ -83,7 +92,7 @@ DistConfig DistConfig::from_env(const std::function<const char*(const char*)>& g
 }
 
 bool distributed_available() {
-#ifdef USE_C10D_GLOO
+#ifdef HEALTHGYM_GLOO
   return true;
 #else
   return false;
@@ -91,7 +100,7 @@ bool distributed_available() {
 }
 
 bool nccl_available() {
-#ifdef USE_C10D_NCCL
+#ifdef HEALTHGYM_NCCL
   return true;
 #else
   return false;
@@ -102,30 +111,30 @@ bool nccl_available() {
 
 struct Communicator::Impl {
   c10::intrusive_ptr<c10d::Store> store;
-#ifdef USE_C10D_GLOO
+#ifdef HEALTHGYM_GLOO
   c10::intrusive_ptr<c10d::ProcessGroupGloo> gloo;
 #endif
-#ifdef USE_C10D_NCCL
+#ifdef HEALTHGYM_NCCL
   c10::intrusive_ptr<c10d::ProcessGroupNCCL> nccl;
 #endif
   torch::Device device{torch::kCPU};
 
   c10::intrusive_ptr<c10d::Work> allreduce(std::vector<torch::Tensor>& v,
                                            const c10d::AllreduceOptions& o) {
-#ifdef USE_C10D_NCCL
+#ifdef HEALTHGYM_NCCL
     if (nccl) return nccl->allreduce(v, o);
 #endif
-#ifdef USE_C10D_GLOO
+#ifdef HEALTHGYM_GLOO
     if (gloo) return gloo->allreduce(v, o);
 #endif
     throw RuntimeError("no process group");
   }
   c10::intrusive_ptr<c10d::Work> broadcast(std::vector<torch::Tensor>& v,
                                            const c10d::BroadcastOptions& o) {
-#ifdef USE_C10D_NCCL
+#ifdef HEALTHGYM_NCCL
     if (nccl) return nccl->broadcast(v, o);
 #endif
-#ifdef USE_C10D_GLOO
+#ifdef HEALTHGYM_GLOO
     if (gloo) return gloo->broadcast(v, o);
 #endif
     throw RuntimeError("no process group");
@@ -141,7 +150,7 @@ Communicator::Communicator(const DistConfig& config) : config_(config), impl_(ne
   if (config_.backend == "gloo" && !distributed_available())
     throw UsageError("WORLD_SIZE=" + std::to_string(config_.world_size) +
                      " asks for distributed training, but this build has no c10d Gloo backend "
-                     "(install libgloo-dev and rebuild: CMake then defines USE_C10D_GLOO)");
+                     "(install libgloo-dev and rebuild: CMake then finds gloo's headers)");
   const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(config_.timeout_s * 1000));
   const std::string where = config_.master_addr + ":" + std::to_string(config_.master_port);
   try {
@@ -152,7 +161,7 @@ Communicator::Communicator(const DistConfig& config) : config_(config), impl_(ne
     opts.waitWorkers = false;  // the process group's own rendezvous waits, with our timeout
     opts.timeout = timeout;
     impl_->store = c10::make_intrusive<c10d::TCPStore>(config_.master_addr, opts);
-#ifdef USE_C10D_NCCL
+#ifdef HEALTHGYM_NCCL
     if (config_.backend == "nccl") {
       impl_->device =
           torch::Device(torch::kCUDA, static_cast<torch::DeviceIndex>(config_.local_rank));
@@ -162,7 +171,7 @@ Communicator::Communicator(const DistConfig& config) : config_(config), impl_(ne
                                                                 config_.world_size, pg_opts);
     }
 #endif
-#ifdef USE_C10D_GLOO
+#ifdef HEALTHGYM_GLOO
     if (config_.backend == "gloo") {
       auto pg_opts = c10d::ProcessGroupGloo::Options::create(timeout);
       // Loopback and named hosts alike: bind where the master is reachable from.
@@ -185,7 +194,7 @@ Communicator::Communicator(const DistConfig& config) : config_(config), impl_(ne
 }
 
 Communicator::~Communicator() {
-#ifdef USE_C10D_NCCL
+#ifdef HEALTHGYM_NCCL
   // NCCL's communicators are released explicitly (as destroy_process_group does).
   if (impl_ && impl_->nccl) {
     try {
@@ -263,7 +272,7 @@ Communicator::Communicator(const DistConfig& config) : config_(config) {
         "NCCL's header nccl.h)");
   throw UsageError("WORLD_SIZE=" + std::to_string(config.world_size) +
                    " asks for distributed training, but this build has no c10d Gloo backend "
-                   "(install libgloo-dev and rebuild: CMake then defines USE_C10D_GLOO)");
+                   "(install libgloo-dev and rebuild: CMake then finds gloo's headers)");
 }
 Communicator::~Communicator() = default;
 torch::Device Communicator::device() const { return torch::kCPU; }
