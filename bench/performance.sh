@@ -90,5 +90,10 @@ for name in ("fp32", "bf16", "ddim"):
     print(open(os.path.join(work, name + ".txt")).read().strip())
     print("```\n")
 PY
+# The GPU results come from another machine (scripts/gpu_check.sh, scripts/gpu_report.py).
+if [ -f docs/PERFORMANCE_GPU.md ]; then
+  echo >>"$out.tmp"
+  cat docs/PERFORMANCE_GPU.md >>"$out.tmp"
+fi
 mv "$out.tmp" "$out"
 echo "wrote $out"

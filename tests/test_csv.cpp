@@ -13,6 +13,7 @@
 #include "healthgym/atomic_file.hpp"
 #include "healthgym/csv.hpp"
 #include "healthgym/error.hpp"
+#include "test_util.hpp"
 
 namespace hg = healthgym;
 namespace fs = std::filesystem;
@@ -29,19 +30,14 @@ class TempDir {
     path_ = fs::temp_directory_path() /
             ("healthgym_" + std::string(info->test_suite_name()) + "_" + info->name() + "_" +
              std::to_string(static_cast<long>(::getpid())));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
+    healthgym::testing::remove_tree(path_.string());
+    healthgym::make_directories(path_.string());
   }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
+  ~TempDir() { healthgym::testing::remove_tree(path_.string()); }
   std::string file(const std::string& name) const { return (path_ / name).string(); }
   const fs::path& path() const { return path_; }
   std::vector<std::string> entries() const {
-    std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(path_)) names.push_back(e.path().filename());
-    return names;
+    return healthgym::testing::list_directory(path_.string());
   }
 
  private:

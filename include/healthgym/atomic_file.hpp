@@ -17,4 +17,10 @@ void write_text_atomically(const std::string& path, const std::string& content);
 // Throws IoError if the directory that would hold path does not exist or is not writable.
 void check_writable(const std::string& path);
 
+// mkdir -p: creates dir and its missing parents; throws IoError naming the part
+// that could not be made. (POSIX calls, not std::filesystem: PyTorch's wheels
+// export their own copy of libstdc++'s filesystem code, pytorch#133437, and
+// programs linking them crashed in std::filesystem's directory walks.)
+void make_directories(const std::string& dir);
+
 }  // namespace healthgym

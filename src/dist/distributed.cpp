@@ -163,6 +163,9 @@ Communicator::Communicator(const DistConfig& config) : config_(config), impl_(ne
     impl_->store = c10::make_intrusive<c10d::TCPStore>(config_.master_addr, opts);
 #ifdef HEALTHGYM_NCCL
     if (config_.backend == "nccl") {
+      // NCCL's waits return at once and fail only from a watchdog thread; blocking
+      // waits make wait(timeout) throw, so a lost rank ends in our clear error.
+      ::setenv("TORCH_NCCL_BLOCKING_WAIT", "1", 0);
       impl_->device =
           torch::Device(torch::kCUDA, static_cast<torch::DeviceIndex>(config_.local_rank));
       auto pg_opts = c10d::ProcessGroupNCCL::Options::create();

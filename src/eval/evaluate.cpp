@@ -75,9 +75,7 @@ double number(const json& j, const char* key) {
 json evaluate(const EvaluateConfig& cfg, const EvaluateCallback& progress) {
   cfg.validate();
   namespace fs = std::filesystem;
-  std::error_code ec;
-  fs::create_directories(cfg.out_dir, ec);
-  if (ec) throw IoError("cannot create output directory " + cfg.out_dir + ": " + ec.message());
+  make_directories(cfg.out_dir);
   const std::string json_path = (fs::path(cfg.out_dir) / "report.json").string();
   const std::string html_path = (fs::path(cfg.out_dir) / "report.html").string();
   check_writable(json_path);

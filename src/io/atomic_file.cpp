@@ -1,6 +1,7 @@
 #include "healthgym/atomic_file.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -94,6 +95,24 @@ void check_writable(const std::string& path) {
   }
   if (::access(dir.c_str(), W_OK) != 0) {
     throw IoError("cannot write " + path + ": directory " + dir + " is not writable");
+  }
+}
+
+void make_directories(const std::string& dir) {
+  if (dir.empty()) throw IoError("cannot create a directory with an empty name");
+  struct stat st {};
+  std::string part;
+  size_t pos = 0;
+  while (pos != std::string::npos) {
+    pos = dir.find('/', pos + 1);
+    part = dir.substr(0, pos);
+    if (part.empty() || ::stat(part.c_str(), &st) == 0) {
+      if (!part.empty() && !S_ISDIR(st.st_mode))
+        throw IoError("cannot create directory " + dir + ": " + part + " is not a directory");
+      continue;
+    }
+    if (::mkdir(part.c_str(), 0777) != 0 && errno != EEXIST)
+      throw IoError("cannot create directory " + part + ": " + std::strerror(errno));
   }
 }
 

@@ -352,6 +352,7 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
       sum_rec = resume_sums.at("recon").get<double>();
       skipped = resume_sums.at("skipped").get<int64_t>();
     }
+    int64_t counted = continuing ? resume_step : 0;  // steps in the loss sums
     TrainProgress pr;
     pr.epoch = epoch + 1;
     pr.epochs = cfg.epochs;
@@ -380,6 +381,8 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
       const int64_t b0 = s * cfg.batch, b1 = std::min(n, b0 + cfg.batch);
       auto idx = perm.slice(0, b0, b1);
       double step_loss = 0, step_diff = 0, step_rec = 0;
+      bool sums_current =
+          true;  // the sums include this step (the fused step reads them now and then)
       if (fused) {
         // Full batches only: the last one wraps around to the shuffle's start.
         auto rows = b1 - b0 == fused_batch
@@ -393,7 +396,8 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
           ema->set_updates(ema->updates() + 1);
         }
         // The loss sums stay on the device; read them now and then, not every step.
-        const bool read = (s + 1) % 16 == 0 || s + 1 == steps_per_epoch;
+        const bool read = s == 0 || (s + 1) % 16 == 0 || s + 1 == steps_per_epoch;
+        sums_current = read;
         if (read) {
           auto sums = fused->loss_sums().to(torch::kCPU, torch::kDouble);
           fused->reset_sums();
@@ -494,9 +498,11 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
         throw RuntimeError("training diverged at epoch " + std::to_string(epoch + 1) +
                            " (loss is not finite); lower --lr or use --precision fp32");
       pr.step = s + 1;
-      pr.loss = sum_loss / (s + 1);
-      pr.diffusion = sum_diff / (s + 1);
-      pr.recon = sum_rec / (s + 1);
+      if (sums_current) counted = s + 1;
+      const double denom = static_cast<double>(std::max<int64_t>(counted, 1));
+      pr.loss = sum_loss / denom;
+      pr.diffusion = sum_diff / denom;
+      pr.recon = sum_rec / denom;
       pr.skipped_steps = skipped;
       const double el = seconds_since(t_start);
       pr.seq_per_s = seqs_done / std::max(el, 1e-9);

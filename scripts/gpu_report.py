@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Turns the logs of scripts/gpu_check.sh into the GPU section of docs/PERFORMANCE.md.
+
+    scripts/gpu_report.py build-cuda/gpu_check COMMIT > docs/PERFORMANCE_GPU.md
+
+bench/performance.sh appends docs/PERFORMANCE_GPU.md to the CPU results it writes.
+"""
+import glob, json, os, re, statistics, sys
+
+d, commit = sys.argv[1], sys.argv[2]
+
+
+def last_json(path):
+    for line in reversed(open(path).read().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            return json.loads(line)
+    return None
+
+
+def runs(pattern):
+    return [j for j in (last_json(p) for p in sorted(glob.glob(os.path.join(d, pattern)))) if j]
+
+
+gpu = open(os.path.join(d, "gpu.txt")).read().strip().splitlines()
+ref = runs("ref_*.log")
+r_train = statistics.median(r["train_seq_per_s"] for r in ref)
+r_sample = statistics.median(r["sample_seq_per_s"] for r in ref)
+rows = [
+    ("bf16 autocast, fused step + CUDA graphs, DDPM 500", "hg_bf16_auto_*.log"),
+    ("fp32, fused step + CUDA graphs, DDPM 500", "hg_fp32_auto_*.log"),
+    ("bf16 autocast, plain step, eager chain (--graph off)", "hg_bf16_off_*.log"),
+    ("fp16 autocast + loss scaler, plain step, eager chain", "hg_fp16_off_*.log"),
+    ("bf16, fused + graphs, DDIM 25 (vs reference DDPM 500)", "hg_bf16_ddim25.log"),
+]
+print("## GPU\n")
+print(f"Regenerated from the logs of `scripts/gpu_check.sh` by `scripts/gpu_report.py` "
+      f"(healthgym commit {commit}). Machine: {gpu[0]}; {gpu[1]}; LibTorch from that "
+      f"PyTorch, built with CUDA 13.0 and g++ 13 (Ubuntu 24.04), 16 CPU cores. Reference: "
+      f"`bench/seed_reference.py --device cuda` (fp16 autocast with GradScaler for training, "
+      f"as the original; fp32 sampling) under the same PyTorch. Both at the reference shapes "
+      f"(hidden 256, 22 features, 60 steps padded to 100, batch 128, T 500, sample batch "
+      f"100), 50 timed training steps after 3 warm-up steps, the whole 500-step chain timed. "
+      f"Reference: {len(ref)} runs, medians; healthgym runs alternate with them.\n")
+print("| healthgym configuration | runs | train seq/s (ref → hg) | train ratio | "
+      "sample seq/s, whole chain (ref → hg) | sample ratio | modes |")
+print("|---|---|---|---|---|---|---|")
+for name, pat in rows:
+    hs = runs(pat)
+    if not hs:
+        continue
+    t = statistics.median(h["train_seq_per_s"] for h in hs)
+    s = statistics.median(h["sample_seq_per_s"] for h in hs)
+    modes = f'{hs[0]["train_mode"]} / {hs[0]["sample_mode"]}'
+    print(f"| {name} | {len(hs)} | {r_train:.0f} → {t:.0f} | {t / r_train:.2f}× | "
+          f"{r_sample:.1f} → {s:.1f} | {s / r_sample:.2f}× | {modes} |")
+print()
+best = runs("hg_bf16_auto_*.log")
+if best:
+    b = best[0]
+    print(f"Floor: a training step is {b['train_gflop_per_seq']:.2f} GFLOP per sequence; the "
+          f"1024² bf16 matrix product `bench` measures ran at {b['peak_matmul_gflops'] / 1000:.0f} "
+          f"TFLOP/s (small for this GPU: the card's large-matrix rate is about 790), which "
+          f"caps training at {b['train_seq_per_s_ceiling']:.0f} sequences/s; measured "
+          f"{b['train_seq_per_s']:.0f} ({100 * b['train_seq_per_s'] / b['train_seq_per_s_ceiling']:.0f}%).\n")
+print("Raw lines:\n\n```")
+for p in sorted(glob.glob(os.path.join(d, "ref_*.log")) + glob.glob(os.path.join(d, "hg_*.log"))):
+    j = last_json(p)
+    if j:
+        print(os.path.basename(p)[:-4] + ": " + json.dumps(j, sort_keys=True))
+print("```")
