@@ -300,6 +300,23 @@ TEST(Csv, RoundTrip) {
 
 // ---- atomic files -----------------------------------------------------------------------------
 
+TEST(AtomicFile, MakeDirectoriesCreatesParentsAndNamesWhatBlocksIt) {
+  TempDir dir;
+  const std::string deep = dir.file("a/b/c");
+  hg::make_directories(deep);
+  EXPECT_TRUE(fs::is_directory(deep));
+  hg::make_directories(deep + "/");  // already there: nothing to do
+  hg::write_text_atomically(dir.file("a/f"), "x");
+  try {
+    hg::make_directories(dir.file("a/f/g"));
+    FAIL() << "expected IoError";
+  } catch (const hg::IoError& e) {
+    EXPECT_EQ(std::string(e.what()), "cannot create directory " + dir.file("a/f/g") + ": " +
+                                         dir.file("a/f") + " is not a directory");
+  }
+  EXPECT_THROW(hg::make_directories(""), hg::IoError);
+}
+
 TEST(AtomicFile, WritesText) {
   TempDir dir;
   const std::string path = dir.file("out.txt");
