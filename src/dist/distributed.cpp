@@ -119,23 +119,15 @@ struct Communicator::Impl {
 #endif
   torch::Device device{torch::kCPU};
 
-  c10::intrusive_ptr<c10d::Work> allreduce(std::vector<torch::Tensor>& v,
-                                           const c10d::AllreduceOptions& o) {
+  // Calls fn with the group this communicator built (the backends share no base
+  // class in LibTorch 1.13).
+  template <typename Fn>
+  c10::intrusive_ptr<c10d::Work> with_group(Fn&& fn) {
 #ifdef HEALTHGYM_NCCL
-    if (nccl) return nccl->allreduce(v, o);
+    if (nccl) return fn(*nccl);
 #endif
 #ifdef HEALTHGYM_GLOO
-    if (gloo) return gloo->allreduce(v, o);
-#endif
-    throw RuntimeError("no process group");
-  }
-  c10::intrusive_ptr<c10d::Work> broadcast(std::vector<torch::Tensor>& v,
-                                           const c10d::BroadcastOptions& o) {
-#ifdef HEALTHGYM_NCCL
-    if (nccl) return nccl->broadcast(v, o);
-#endif
-#ifdef HEALTHGYM_GLOO
-    if (gloo) return gloo->broadcast(v, o);
+    if (gloo) return fn(*gloo);
 #endif
     throw RuntimeError("no process group");
   }
@@ -242,7 +234,9 @@ void on_device(const torch::Device& device, torch::Tensor& t, Fn&& fn) {
 void Communicator::all_reduce_sum(torch::Tensor& t, const char* what) {
   on_device(impl_->device, t, [&](torch::Tensor& h) {
     std::vector<torch::Tensor> v{h};
-    run_collective(config_, what, [&] { return impl_->allreduce(v, c10d::AllreduceOptions()); });
+    run_collective(config_, what, [&] {
+      return impl_->with_group([&](auto& g) { return g.allreduce(v, c10d::AllreduceOptions()); });
+    });
   });
 }
 
@@ -251,7 +245,8 @@ void Communicator::all_reduce_max(torch::Tensor& t, const char* what) {
     std::vector<torch::Tensor> v{h};
     c10d::AllreduceOptions o;
     o.reduceOp = c10d::ReduceOp::MAX;
-    run_collective(config_, what, [&] { return impl_->allreduce(v, o); });
+    run_collective(config_, what,
+                   [&] { return impl_->with_group([&](auto& g) { return g.allreduce(v, o); }); });
   });
 }
 
@@ -260,7 +255,8 @@ void Communicator::broadcast(torch::Tensor& t, int root, const char* what) {
     std::vector<torch::Tensor> v{h};
     c10d::BroadcastOptions o;
     o.rootRank = root;
-    run_collective(config_, what, [&] { return impl_->broadcast(v, o); });
+    run_collective(config_, what,
+                   [&] { return impl_->with_group([&](auto& g) { return g.broadcast(v, o); }); });
   });
 }
 

@@ -1,3 +1,4 @@
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -293,6 +294,13 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
     // The EMA weights as one buffer too: their update is two kernels, not two per tensor.
     if (ema) ema_flat = std::make_unique<FlatParameters>(ema->averaged()->parameters(), false);
   }
+  // The fused step's loss sums since the last read (one host read), then zeroed.
+  auto drain_fused_sums = [&] {
+    auto sums = fused->loss_sums().to(torch::kCPU, torch::kDouble);
+    fused->reset_sums();
+    return std::array<double, 3>{sums[0].item<double>(), sums[1].item<double>(),
+                                 sums[2].item<double>()};
+  };
 
   info.patients = n;
   info.channels = model.encoder.channels();
@@ -362,11 +370,10 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
         result.stopped_early = true;
         result.stopped_at_step = s;
         if (fused) {  // the steps since the last read
-          auto sums = fused->loss_sums().to(torch::kCPU, torch::kDouble);
-          fused->reset_sums();
-          sum_loss += sums[0].item<double>();
-          sum_diff += sums[1].item<double>();
-          sum_rec += sums[2].item<double>();
+          const auto sums = drain_fused_sums();
+          sum_loss += sums[0];
+          sum_diff += sums[1];
+          sum_rec += sums[2];
         }
         // Saved even between epochs: this epoch's shuffle is already drawn, and
         // --checkpoint-every may have skipped the last one.
@@ -381,8 +388,8 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
       const int64_t b0 = s * cfg.batch, b1 = std::min(n, b0 + cfg.batch);
       auto idx = perm.slice(0, b0, b1);
       double step_loss = 0, step_diff = 0, step_rec = 0;
-      bool sums_current =
-          true;  // the sums include this step (the fused step reads them now and then)
+      // Whether the sums include this step (the fused step reads them now and then).
+      bool sums_current = true;
       if (fused) {
         // Full batches only: the last one wraps around to the shuffle's start.
         auto rows = b1 - b0 == fused_batch
@@ -399,11 +406,10 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
         const bool read = s == 0 || (s + 1) % 16 == 0 || s + 1 == steps_per_epoch;
         sums_current = read;
         if (read) {
-          auto sums = fused->loss_sums().to(torch::kCPU, torch::kDouble);
-          fused->reset_sums();
-          step_loss = sums[0].item<double>();
-          step_diff = sums[1].item<double>();
-          step_rec = sums[2].item<double>();
+          const auto sums = drain_fused_sums();
+          step_loss = sums[0];
+          step_diff = sums[1];
+          step_rec = sums[2];
         }
       } else if (!comm) {
         auto xb = x_all.index_select(0, idx);
