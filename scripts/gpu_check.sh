@@ -6,12 +6,17 @@
 # GPU_CHECK_OUT (default build-cuda/gpu_check) and has a time limit, so a stage that fails
 # or hangs still leaves the others' results.
 #   scripts/gpu_check.sh            PYTHON=/path/to/python3 scripts/gpu_check.sh
+#   STAGES="tests bench" scripts/gpu_check.sh    # the build, then only those stages
+# Stages (STAGES, default all): tests (the CUDA tests), bench (against the
+# reference), product (train and sample on the GPU), suite (ctest, evaluate).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${GPU_CHECK_OUT:-build-cuda/gpu_check}
 mkdir -p "$out"
 py=${PYTHON:-python3}
 jobs=$(nproc)
+STAGES=${STAGES:-"tests bench product suite"}
+want() { [[ " $STAGES " == *" $1 "* ]]; }
 log() { echo "[gpu_check $(date +%T)] $*" | tee -a "$out/summary.log"; }
 stage() {  # stage NAME SECONDS CMD...: runs CMD with a limit, output to OUT/NAME.log
   local name=$1 limit=$2
@@ -52,49 +57,70 @@ log "build: ${built:-FAILED}"
 bin=build-cuda/healthgym
 
 # CUDA tests first (they are what only this machine can run).
-stage cuda_tests 120 build-cuda/tests/healthgym_tests \
-  --gtest_filter='FastPaths*:FastPathsCuda*:DistNccl*:DistConfig*'
-tail -n 25 "$out/cuda_tests.log"
+if want tests; then
+  stage cuda_tests 120 build-cuda/tests/healthgym_tests \
+    --gtest_filter='FastPaths*:FastPathsCuda*:PreparedUNet*:DistNccl*:DistConfig*'
+  tail -n 25 "$out/cuda_tests.log"
+fi
 
 # Bench against the reference at its shapes, alternating; the main pair twice.
-for round in 1 2; do
-  stage "ref_$round" 120 "$py" bench/seed_reference.py --device cuda --train-steps 50
-  tail -n 1 "$out/ref_$round.log"
-  variants=("bf16 auto")
-  [ "$round" = 1 ] && variants+=("fp32 auto" "fp16 off" "bf16 off")
-  for v in "${variants[@]}"; do
-    set -- $v
-    stage "hg_${1}_${2}_$round" 120 "$bin" bench --device cuda --train-steps 50 \
-      --precision "$1" --graph "$2"
-    tail -n 1 "$out/hg_${1}_${2}_$round.log"
+# A variant is "precision graph prepared"; its log is hg_PRECISION_GRAPH[_module]_ROUND.
+if want bench; then
+  for round in 1 2; do
+    stage "ref_$round" 120 "$py" bench/seed_reference.py --device cuda --train-steps 50
+    tail -n 1 "$out/ref_$round.log"
+    variants=("bf16 auto on")
+    [ "$round" = 1 ] && variants+=("bf16 auto off" "fp32 auto on" "fp16 auto on" "fp16 off off"
+      "bf16 off off")
+    for v in "${variants[@]}"; do
+      set -- $v
+      name="hg_${1}_${2}"
+      [ "$3" = off ] && [ "$2" != off ] && name+="_module"
+      stage "${name}_$round" 120 "$bin" bench --device cuda --train-steps 50 \
+        --precision "$1" --graph "$2" --prepared "$3"
+      tail -n 1 "$out/${name}_$round.log"
+    done
   done
-done
-stage hg_bf16_ddim25 120 "$bin" bench --device cuda --train-steps 50 --precision bf16 \
-  --sampler ddim --ddim-steps 25
-tail -n 1 "$out/hg_bf16_ddim25.log"
+  stage hg_bf16_ddim25 120 "$bin" bench --device cuda --train-steps 50 --precision bf16 \
+    --sampler ddim --ddim-steps 25
+  tail -n 1 "$out/hg_bf16_ddim25.log"
+  # Throughput against the sample batch (the reference's too), whole DDPM chain.
+  for sb in 400 1600; do
+    stage "ref_sb$sb" 120 "$py" bench/seed_reference.py --device cuda --train-steps 5 \
+      --sample-batch "$sb"
+    tail -n 1 "$out/ref_sb$sb.log"
+    stage "hg_bf16_sb$sb" 120 "$bin" bench --device cuda --train-steps 5 --precision bf16 \
+      --sample-batch "$sb"
+    tail -n 1 "$out/hg_bf16_sb$sb.log"
+  done
+fi
 
-# The product on the GPU: train (the fused step as a CUDA graph, then the plain
-# step for comparison) and sample with DDIM (the default) and DDPM.
 data=data/physionet2012_set_a.csv
-stage train_graph 120 "$bin" train --data "$data" --id stay_id --time hour --device cuda \
-  --precision bf16 --epochs 1000 --time-limit 30 --out build-cuda/gpu.hg
-tail -n 4 "$out/train_graph.log"
-cp build-cuda/gpu.hg.log.csv "$out/train_graph_loss.csv" 2>/dev/null
-stage train_plain 60 "$bin" train --data "$data" --id stay_id --time hour --device cuda \
-  --precision bf16 --epochs 1000 --time-limit 10 --fused-step off --out build-cuda/plain.hg
-tail -n 4 "$out/train_plain.log"
-cp build-cuda/plain.hg.log.csv "$out/train_plain_loss.csv" 2>/dev/null
-stage sample_ddim 120 "$bin" sample --model build-cuda/gpu.hg --n 4000 --device cuda \
-  --out build-cuda/syn_ddim.csv
-tail -n 4 "$out/sample_ddim.log"
-stage sample_ddpm 150 "$bin" sample --model build-cuda/gpu.hg --n 4000 --device cuda \
-  --sampler ddpm --out build-cuda/syn_ddpm.csv
-tail -n 4 "$out/sample_ddpm.log"
+if want product; then
+  # The product on the GPU: train (the fused step as a CUDA graph, then the plain
+  # step for comparison) and sample with DDIM (the default) and DDPM.
+  stage train_graph 120 "$bin" train --data "$data" --id stay_id --time hour --device cuda \
+    --precision bf16 --epochs 1000 --time-limit 30 --out build-cuda/gpu.hg
+  tail -n 4 "$out/train_graph.log"
+  cp build-cuda/gpu.hg.log.csv "$out/train_graph_loss.csv" 2>/dev/null
+  stage train_plain 60 "$bin" train --data "$data" --id stay_id --time hour --device cuda \
+    --precision bf16 --epochs 1000 --time-limit 10 --fused-step off --out build-cuda/plain.hg
+  tail -n 4 "$out/train_plain.log"
+  cp build-cuda/plain.hg.log.csv "$out/train_plain_loss.csv" 2>/dev/null
+  stage sample_ddim 120 "$bin" sample --model build-cuda/gpu.hg --n 4000 --device cuda \
+    --out build-cuda/syn_ddim.csv
+  tail -n 4 "$out/sample_ddim.log"
+  stage sample_ddpm 150 "$bin" sample --model build-cuda/gpu.hg --n 4000 --device cuda \
+    --sampler ddpm --out build-cuda/syn_ddpm.csv
+  tail -n 4 "$out/sample_ddpm.log"
+fi
 
 # The whole suite, last, with what time is left.
-stage ctest 240 ctest --test-dir build-cuda -j8 --timeout 200 --output-on-failure
-tail -n 30 "$out/ctest.log"
-stage evaluate 150 "$bin" evaluate --real "$data" --synthetic build-cuda/syn_ddim.csv \
-  --id stay_id --time hour --out build-cuda/eval_ddim
-cp build-cuda/eval_ddim/report.json "$out/eval_ddim_report.json" 2>/dev/null
+if want suite; then
+  stage ctest 240 ctest --test-dir build-cuda -j8 --timeout 200 --output-on-failure
+  tail -n 30 "$out/ctest.log"
+  stage evaluate 150 "$bin" evaluate --real "$data" --synthetic build-cuda/syn_ddim.csv \
+    --id stay_id --time hour --out build-cuda/eval_ddim
+  cp build-cuda/eval_ddim/report.json "$out/eval_ddim_report.json" 2>/dev/null
+fi
 log done

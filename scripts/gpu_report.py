@@ -23,15 +23,21 @@ def runs(pattern):
 
 
 gpu = open(os.path.join(d, "gpu.txt")).read().strip().splitlines()
-ref = runs("ref_*.log")
+ref = runs("ref_[0-9].log")
 r_train = statistics.median(r["train_seq_per_s"] for r in ref)
 r_sample = statistics.median(r["sample_seq_per_s"] for r in ref)
 rows = [
-    ("bf16 autocast, fused step + CUDA graphs, DDPM 500", "hg_bf16_auto_*.log"),
-    ("fp32, fused step + CUDA graphs, DDPM 500", "hg_fp32_auto_*.log"),
-    ("bf16 autocast, plain step, eager chain (--graph off)", "hg_bf16_off_*.log"),
-    ("fp16 autocast + loss scaler, plain step, eager chain", "hg_fp16_off_*.log"),
-    ("bf16, fused + graphs, DDIM 25 (vs reference DDPM 500)", "hg_bf16_ddim25.log"),
+    ("bf16: fused step + CUDA graphs; prepared network, graphed chain, DDPM 500",
+     "hg_bf16_auto_[0-9].log"),
+    ("bf16: the same, sampling through the training module under autocast (--prepared off)",
+     "hg_bf16_auto_module_[0-9].log"),
+    ("fp32: fused step + CUDA graphs; prepared network, graphed chain", "hg_fp32_auto_[0-9].log"),
+    ("fp16: plain step with loss scaler; prepared network, graphed chain",
+     "hg_fp16_auto_[0-9].log"),
+    ("bf16 autocast, plain step, eager module chain (--graph off --prepared off)",
+     "hg_bf16_off_[0-9].log"),
+    ("fp16 autocast + loss scaler, plain step, eager module chain", "hg_fp16_off_[0-9].log"),
+    ("bf16, fused + graphs, prepared, DDIM 25 (vs reference DDPM 500)", "hg_bf16_ddim25.log"),
 ]
 print("## GPU\n")
 print(f"Regenerated from the logs of `scripts/gpu_check.sh` by `scripts/gpu_report.py` "
@@ -55,7 +61,21 @@ for name, pat in rows:
     print(f"| {name} | {len(hs)} | {r_train:.0f} → {t:.0f} | {t / r_train:.2f}× | "
           f"{r_sample:.1f} → {s:.1f} | {s / r_sample:.2f}× | {modes} |")
 print()
-best = runs("hg_bf16_auto_*.log")
+sb = []
+for p in sorted(glob.glob(os.path.join(d, "ref_sb*.log"))):
+    n = os.path.basename(p)[len("ref_sb"):-4]
+    r, h = last_json(p), last_json(os.path.join(d, f"hg_bf16_sb{n}.log"))
+    if r and h:
+        sb.append((int(n), r["sample_seq_per_s"], h["sample_seq_per_s"]))
+if sb:
+    print("Sampling throughput against the sample batch (whole DDPM chain of 500 steps; "
+          "one run each; healthgym bf16 with its defaults, the reference as above):\n")
+    print("| sample batch | reference seq/s | healthgym seq/s | ratio |")
+    print("|---|---|---|---|")
+    for n, r, h in sorted(sb):
+        print(f"| {n} | {r:.1f} | {h:.1f} | {h / r:.2f}× |")
+    print()
+best = runs("hg_bf16_auto_[0-9].log")
 if best:
     b = best[0]
     print(f"Floor: a training step is {b['train_gflop_per_seq']:.2f} GFLOP per sequence; the "

@@ -12,6 +12,7 @@ Action register_bench(CLI::App& app) {
     BenchConfig cfg;
     std::string precision = "fp32";
     std::string sampler = "ddpm";
+    std::string prepared = "on";
   };
   auto o = std::make_shared<Opts>();
   auto* sub = app.add_subcommand(
@@ -43,6 +44,11 @@ Action register_bench(CLI::App& app) {
                   "auto: on CUDA, the sync-free fused training step and denoising step, each "
                   "replayed as a CUDA graph; on: those paths on any device; off: the plain path")
       ->capture_default_str();
+  sub->add_option("--prepared", o->prepared,
+                  "on: sample through the prepared network (weights cast once, FiLM as tables, "
+                  "GroupNorm and FiLM in one op); off: the training module under autocast")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
   sub->add_option("--ddim-steps", c.ddim_steps, "K for --sampler ddim (0 = T)")
       ->capture_default_str();
   return [o] {
@@ -50,6 +56,7 @@ Action register_bench(CLI::App& app) {
     BenchConfig cfg = o->cfg;
     cfg.precision = precision_from_string(o->precision);
     cfg.sampler = sampler_kind_from_string(o->sampler);
+    cfg.prepared = o->prepared == "on";
     std::cout << run_bench(cfg).dump() << "\n";
   };
 }

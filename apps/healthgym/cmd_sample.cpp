@@ -25,6 +25,7 @@ Action register_sample(CLI::App& app) {
     std::string clip_x0;
     std::string fill;
     std::string ema;
+    std::string prepared;
     std::string start;
     std::string shard;
     int nproc = 1;
@@ -85,6 +86,12 @@ Action register_sample(CLI::App& app) {
   sub->add_option("--ema", o->ema,
                   "on: sample with the averaged (EMA) weights; off: the last weights (default: "
                   "on when the checkpoint has them)")
+      ->check(CLI::IsMember({"on", "off"}));
+  sub->add_option("--prepared", o->prepared,
+                  "on: denoise through the network prepared once per batch (weights cast to "
+                  "--precision, FiLM as tables, GroupNorm and FiLM in one op): faster, the same "
+                  "function rounded differently; off: the training module, as the original "
+                  "(default: off for a seed-preset model, else on)")
       ->check(CLI::IsMember({"on", "off"}));
   sub->add_option("--start", o->start,
                   "noise: start the chain from N(0, I) (the original); marginal: from x_T's "
@@ -155,6 +162,7 @@ Action register_sample(CLI::App& app) {
     if (!o->clip_x0.empty()) cfg.clip_x0 = o->clip_x0 == "on";
     if (!o->fill.empty()) cfg.fill = o->fill == "on";
     if (!o->ema.empty()) cfg.use_ema = o->ema == "on";
+    if (!o->prepared.empty()) cfg.prepared = o->prepared == "on";
     if (!o->start.empty()) cfg.marginal_start = o->start == "marginal";
     const bool quiet = is_launched_secondary_rank();
     StatusLine status;

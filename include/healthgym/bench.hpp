@@ -29,6 +29,9 @@ struct BenchConfig {
   // a CUDA graph; elsewhere the plain path. "on": the fused paths on any device.
   // "off": the plain path everywhere.
   std::string graph = "auto";
+  // Sample through a PreparedUNet (weights cast once, FiLM tables, GroupNorm
+  // and FiLM in one op) rather than the training module under autocast.
+  bool prepared = true;
 
   void validate() const;  // throws UsageError
 };

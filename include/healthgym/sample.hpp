@@ -41,6 +41,11 @@ struct SampleConfig {
   // (Encoder::project_fill) at every step. Unset: on unless the seed preset.
   std::optional<bool> fill;
   std::optional<bool> use_ema;
+  // Denoise through a PreparedUNet (weights cast once per batch, FiLM tables,
+  // GroupNorm and FiLM in one op): the same function, rounded differently.
+  // Unset: on unless the seed preset (whose samples stay the original's, bit
+  // for bit).
+  std::optional<bool> prepared;
   // Start the chain from x_T's marginal, sqrt(abar_T) mean + sqrt(abar_T var +
   // 1 - abar_T) z with the training data's per-cell mean and variance, rather
   // than from N(0, I). Unset: on for default-preset checkpoints that hold the

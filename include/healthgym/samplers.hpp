@@ -64,6 +64,10 @@ torch::Tensor reverse_diffusion(const Denoiser& denoise, const NoiseSchedule& sc
 // w = 1 is the plain conditional model (one network call per step).
 Denoiser guided_denoiser(UNet& net, const torch::Tensor& cond, const torch::Tensor& null_row,
                          double guidance);
+// The same through a PreparedUNet computing in dtype: the weights are prepared
+// once for the whole chain (a snapshot of net's), and no autocast is needed.
+Denoiser prepared_denoiser(UNet& net, torch::ScalarType dtype, const torch::Tensor& cond,
+                           const torch::Tensor& null_row, double guidance);
 
 // Starts the chain from a given x_T instead of fresh noise (tests, bench).
 torch::Tensor reverse_diffusion_from(UNet& net, const NoiseSchedule& schedule, torch::Tensor x,

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <nlohmann/json.hpp>
+#include <utility>
 #include <vector>
 
 namespace healthgym {
@@ -85,6 +86,12 @@ TORCH_MODULE(UNet);
 // oneDNN) took 0.3-1 s per forward and backward at the reference shapes.
 torch::Tensor upsample_k4s2p1(const torch::Tensor& x, const torch::Tensor& weight,
                               const torch::Tensor& bias);
+// Its two halves, for callers that build the kernel once: the stride-1 kernel
+// [2 Cout, Cin, 3] and bias [2 Cout] (undefined without one), then the conv and interleave.
+std::pair<torch::Tensor, torch::Tensor> upsample_k4s2p1_kernel(const torch::Tensor& weight,
+                                                               const torch::Tensor& bias);
+torch::Tensor upsample_k4s2p1_apply(const torch::Tensor& x, const torch::Tensor& kernel,
+                                    const torch::Tensor& bias2);
 
 // Crops or right-pads the last dimension of x to length n.
 torch::Tensor align_length(const torch::Tensor& x, int64_t n);

@@ -164,19 +164,29 @@ json run_bench(const BenchConfig& c) {
                             : c.n_steps;
   const int64_t timed = c.sample_steps > 0 ? std::min(c.sample_steps, chain) : chain;
   auto x = torch::randn({c.sample_batch, c.features, c.target_len}, data.options());
+  const auto compute_dtype =
+      c.precision == Precision::kFp32
+          ? torch::kFloat
+          : (c.precision == Precision::kBf16 ? torch::kBFloat16 : torch::kHalf);
+  // Preparing belongs to the chain's time: sample prepares once per batch.
+  auto denoiser = [&] {
+    return c.prepared ? prepared_denoiser(net, compute_dtype, {}, {}, 1.0)
+                      : guided_denoiser(net, {}, {}, 1.0);
+  };
+  const bool sample_amp = amp && !c.prepared;
   {
     // Warm-up: two steps.
     SamplerOptions warm = so;
     warm.stop_after = 2;
-    compat::AutocastScope scope(device.type(), amp, amp_dtype);
-    reverse_diffusion_from(net, schedule, x.clone(), warm);
+    compat::AutocastScope scope(device.type(), sample_amp, amp_dtype);
+    reverse_diffusion_from(denoiser(), schedule, x.clone(), warm);
   }
   sync(device);
   so.stop_after = timed;
   t0 = Clock::now();
   {
-    compat::AutocastScope scope(device.type(), amp, amp_dtype);
-    reverse_diffusion_from(net, schedule, x, so);
+    compat::AutocastScope scope(device.type(), sample_amp, amp_dtype);
+    reverse_diffusion_from(denoiser(), schedule, x, so);
   }
   sync(device);
   const std::string sample_mode = last_chain_mode();
@@ -203,6 +213,7 @@ json run_bench(const BenchConfig& c) {
           {"sampler", to_string(c.sampler)},
           {"train_mode", train_mode},
           {"sample_mode", sample_mode},
+          {"sample_net", c.prepared ? "prepared" : "module"},
           {"chain_steps", chain},
           {"hidden", c.hidden},
           {"features", c.features},

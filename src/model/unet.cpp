@@ -94,8 +94,8 @@ torch::Tensor ResBlockImpl::forward(const torch::Tensor& x, const torch::Tensor&
   return y + x;
 }
 
-torch::Tensor upsample_k4s2p1(const torch::Tensor& x, const torch::Tensor& weight,
-                              const torch::Tensor& bias) {
+std::pair<torch::Tensor, torch::Tensor> upsample_k4s2p1_kernel(const torch::Tensor& weight,
+                                                               const torch::Tensor& bias) {
   // Output position o gets x[i] w[k] for o = 2i + k - 1, so even outputs
   // y[2m] = W1' x[m] + W3' x[m-1] and odd ones y[2m+1] = W0' x[m+1] + W2' x[m]:
   // both phases are taps over (x[m-1], x[m], x[m+1]), one stride-1 conv with
@@ -104,13 +104,21 @@ torch::Tensor upsample_k4s2p1(const torch::Tensor& x, const torch::Tensor& weigh
   auto zero = torch::zeros_like(w.select(2, 0));
   auto even = torch::stack({w.select(2, 3), w.select(2, 1), zero}, 2);
   auto odd = torch::stack({zero, w.select(2, 2), w.select(2, 0)}, 2);
-  auto kernel = torch::cat({even, odd}, 0);  // [2 Cout, Cin, 3]
-  auto y = F::conv1d(x, kernel,
-                     F::Conv1dFuncOptions()
-                         .bias(bias.defined() ? torch::cat({bias, bias}) : torch::Tensor())
-                         .padding(1));
-  const int64_t b = x.size(0), c = w.size(0), l = x.size(2);
+  return {torch::cat({even, odd}, 0),  // [2 Cout, Cin, 3]
+          bias.defined() ? torch::cat({bias, bias}) : torch::Tensor()};
+}
+
+torch::Tensor upsample_k4s2p1_apply(const torch::Tensor& x, const torch::Tensor& kernel,
+                                    const torch::Tensor& bias2) {
+  auto y = F::conv1d(x, kernel, F::Conv1dFuncOptions().bias(bias2).padding(1));
+  const int64_t b = x.size(0), c = kernel.size(0) / 2, l = x.size(2);
   return y.view({b, 2, c, l}).permute({0, 2, 3, 1}).reshape({b, c, 2 * l});
+}
+
+torch::Tensor upsample_k4s2p1(const torch::Tensor& x, const torch::Tensor& weight,
+                              const torch::Tensor& bias) {
+  auto [kernel, bias2] = upsample_k4s2p1_kernel(weight, bias);
+  return upsample_k4s2p1_apply(x, kernel, bias2);
 }
 
 torch::Tensor align_length(const torch::Tensor& x, int64_t n) {

@@ -121,6 +121,8 @@ Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleRes
   if (cfg.precision == Precision::kFp16 && !device.is_cuda() &&
       !compat::cpu_autocast_supports(torch::kHalf))
     throw UsageError("--precision fp16 needs a CUDA device with this LibTorch; use bf16 or fp32");
+  const bool prepared = cfg.prepared.value_or(false);
+  const auto compute_dtype = autocast ? amp_dtype : torch::kFloat;
   const int64_t max_attempts =
       cfg.max_attempts > 0 ? cfg.max_attempts : std::max<int64_t>(20 * cfg.n, cfg.batch);
   SamplerOptions sopt;
@@ -171,11 +173,12 @@ Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleRes
     const int64_t b = std::min({cfg.batch, want, max_attempts - pr.attempted});
     auto lengths = model.encoder.sample_lengths(b);
     auto cond = spec.empty() ? torch::Tensor() : spec.draw(b, fixed);
-    auto denoise = guided_denoiser(net, cond, null_row, cfg.guidance);
+    auto denoise = prepared ? prepared_denoiser(net, compute_dtype, cond, null_row, cfg.guidance)
+                            : guided_denoiser(net, cond, null_row, cfg.guidance);
     if (cfg.fill.value_or(false)) sopt.project_x0 = model.encoder.fill_projection(lengths, device);
     torch::Tensor x;
     {
-      compat::AutocastScope amp(device.type(), autocast, amp_dtype);
+      compat::AutocastScope amp(device.type(), autocast && !prepared, amp_dtype);
       auto x_t = torch::randn({b, c, len}, torch::TensorOptions().device(device));
       if (marginal) x_t = start_mean + start_std * x_t;
       x = reverse_diffusion_from(denoise, model.schedule, x_t, sopt, [&](int64_t k, int64_t steps) {
@@ -245,6 +248,7 @@ SampleResult sample_to_csv(const SampleConfig& cfg,
   if (!resolved.clip_x0.has_value()) resolved.clip_x0 = !seed_preset;
   if (!resolved.fill.has_value()) resolved.fill = !seed_preset;
   if (!resolved.use_ema.has_value()) resolved.use_ema = !seed_preset && ckpt.model.ema;
+  if (!resolved.prepared.has_value()) resolved.prepared = !seed_preset;
   if (!resolved.marginal_start.has_value())
     resolved.marginal_start = !seed_preset && ckpt.model.x0_mean.defined();
   SampleResult result;

@@ -1,9 +1,11 @@
 #include "healthgym/samplers.hpp"
 
 #include <cmath>
+#include <memory>
 
 #include "healthgym/cuda_graph.hpp"
 #include "healthgym/error.hpp"
+#include "healthgym/prepared_unet.hpp"
 
 namespace healthgym {
 
@@ -60,6 +62,22 @@ Denoiser guided_denoiser(UNet& net, const torch::Tensor& cond, const torch::Tens
   return [net, both, guidance](const torch::Tensor& x, const torch::Tensor& t) mutable {
     auto e = net->forward(torch::cat({x, x}, 0), torch::cat({t, t}, 0), both).to(torch::kFloat);
     auto parts = e.chunk(2, 0);
+    return parts[1] + guidance * (parts[0] - parts[1]);
+  };
+}
+
+Denoiser prepared_denoiser(UNet& net, torch::ScalarType dtype, const torch::Tensor& cond,
+                           const torch::Tensor& null_row, double guidance) {
+  torch::Tensor rows = cond;
+  const bool guided = cond.defined() && guidance != 1.0;
+  if (guided) rows = torch::cat({cond, null_row.to(cond.device()).unsqueeze(0).expand_as(cond)}, 0);
+  auto prepared = std::make_shared<PreparedUNet>(net, dtype, rows);
+  if (!guided)
+    return [prepared](const torch::Tensor& x, const torch::Tensor& t) {
+      return prepared->forward(x, t);
+    };
+  return [prepared, guidance](const torch::Tensor& x, const torch::Tensor& t) {
+    auto parts = prepared->forward(torch::cat({x, x}, 0), torch::cat({t, t}, 0)).chunk(2, 0);
     return parts[1] + guidance * (parts[0] - parts[1]);
   };
 }

@@ -1,0 +1,64 @@
+#pragma once
+// The U-Net prepared for denoising: the same function as UNetImpl::forward, with
+// everything that does not change between denoising steps done once. The
+// weights are cast to the compute precision once (autocast casts them again at
+// every call, and inside a CUDA graph at every replay); the FiLM MLPs become a
+// table over the T time steps (one gather per call) or, with conditions, a
+// table for their first layer and one batched matmul for all of them; every
+// FiLM is folded into its GroupNorm's affine per (sample, channel), so a
+// block's normalisation and modulation are one group_norm over the batch seen
+// as one sample with B x groups groups; the transposed convolutions' kernels
+// are rebuilt once. About a third of the kernels per step remain, which is
+// what bounds a denoising step on a GPU at the reference shapes.
+#include <torch/torch.h>
+
+#include <memory>
+#include <vector>
+
+#include "healthgym/unet.hpp"
+
+namespace healthgym {
+
+class PreparedUNet {
+ public:
+  // A snapshot of net's weights (later training does not reach it) on net's
+  // device, computing in dtype (kFloat, kBFloat16 or kHalf). cond: [B, k] row
+  // indices that every call uses (forward's batch must then be B), or
+  // undefined for each conditioning variable's last row, as UNet::forward.
+  PreparedUNet(UNet& net, torch::ScalarType dtype, const torch::Tensor& cond = {});
+
+  // eps-hat [B, features, L] in fp32 for x [B, features, L] (any floating
+  // type) at steps t [B] int64. Runs without autograd and without autocast.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t) const;
+
+  torch::ScalarType dtype() const { return dtype_; }
+
+ private:
+  struct Block {
+    torch::Tensor conv1_w, conv1_b, conv2_w, conv2_b, norm2_w, norm2_b;
+  };
+  torch::Tensor block(const Block& b, int64_t index, const torch::Tensor& x,
+                      const torch::Tensor& affine) const;
+
+  UNetConfig config_;
+  torch::ScalarType dtype_;
+  torch::ScalarType norm_dtype_;  // GroupNorm's: dtype on CUDA, fp32 elsewhere
+  int64_t groups_ = 1;
+  double eps_ = 1e-5;
+  int64_t cond_batch_ = 0;  // rows of cond (0: none given)
+  torch::Tensor in1_w_, in1_b_, in2_w_, in2_b_, out1_w_, out1_b_, out2_w_, out2_b_;
+  torch::Tensor out_conv_w_, out_conv_b_;
+  std::vector<torch::Tensor> pool_w_, pool_b_, up_w_, up_b_;
+  std::vector<Block> blocks_;  // down levels, mid1, mid2, up levels
+  // FiLM, with films ordered down levels, mid, up levels (F of them), output
+  // width 2C as (1 + gamma, beta):
+  torch::Tensor film_full_;  // [T, F * 2C] every FiLM's output (no conditions)
+  torch::Tensor film_a_;     // [T, F * 2C] first layer of the time row (conditions)
+  torch::Tensor film_c_;     // [1 or B, F * 2C] first layer of the condition embedding
+  torch::Tensor film_w2_;    // [F, 2C, 2C] second layers, transposed
+  torch::Tensor film_b2_;    // [F, 1, 2C]
+  torch::Tensor block_film_;  // [blocks] int64: the FiLM each block takes
+  torch::Tensor norm1_w_, norm1_b_;  // [blocks, 1, C] fp32
+};
+
+}  // namespace healthgym

@@ -1,0 +1,222 @@
+#include "healthgym/prepared_unet.hpp"
+
+#include <c10/core/impl/LocalDispatchKeySet.h>
+
+#include <string>
+
+#include "healthgym/error.hpp"
+
+namespace healthgym {
+
+namespace F = torch::nn::functional;
+using torch::Tensor;
+
+namespace {
+
+// A per-time linear layer as a kernel-1 convolution, so activations stay [B, C, L].
+Tensor as_conv1(const Tensor& linear_weight) { return linear_weight.unsqueeze(-1); }
+
+}  // namespace
+
+PreparedUNet::PreparedUNet(UNet& net, torch::ScalarType dtype, const Tensor& cond)
+    : config_(net->config()), dtype_(dtype) {
+  if (dtype != torch::kFloat && dtype != torch::kBFloat16 && dtype != torch::kHalf)
+    throw UsageError("a prepared U-Net computes in fp32, bf16 or fp16");
+  torch::NoGradGuard no_grad;
+  c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+  auto params = net->named_parameters();
+  auto buffers = net->named_buffers();
+  const auto device = params.begin()->value().device();
+  norm_dtype_ = device.is_cuda() ? dtype : torch::kFloat;
+  const int64_t c = config_.hidden, levels = config_.levels;
+  groups_ = std::max<int64_t>(1, std::min(config_.groups, c));
+  for (const auto& m : net->modules(/*include_self=*/false)) {
+    if (const auto* gn = m->as<torch::nn::GroupNorm>()) {
+      eps_ = gn->options.eps();
+      break;
+    }
+  }
+  auto p = [&](const std::string& name) { return params[name].detach(); };
+  // Copies, so that the snapshot does not follow later updates of the weights.
+  auto cast = [&](const Tensor& t) { return t.to(dtype_, false, true).contiguous(); };
+  in1_w_ = cast(as_conv1(p("in1.weight")));
+  in1_b_ = cast(p("in1.bias"));
+  in2_w_ = cast(as_conv1(p("in2.weight")));
+  in2_b_ = cast(p("in2.bias"));
+  out1_w_ = cast(as_conv1(p("out1.weight")));
+  out1_b_ = cast(p("out1.bias"));
+  out2_w_ = cast(as_conv1(p("out2.weight")));
+  out2_b_ = cast(p("out2.bias"));
+  out_conv_w_ = cast(p("out_conv.weight"));
+  out_conv_b_ = cast(p("out_conv.bias"));
+
+  std::vector<std::string> block_names, film_names;
+  for (int64_t i = 0; i < levels; ++i) {
+    const auto s = std::to_string(i);
+    pool_w_.push_back(cast(p("pool." + s + ".weight")));
+    pool_b_.push_back(cast(p("pool." + s + ".bias")));
+    auto [kernel, bias2] = upsample_k4s2p1_kernel(p("unpool." + s + ".weight"),
+                                                  p("unpool." + s + ".bias"));
+    up_w_.push_back(cast(kernel));
+    up_b_.push_back(cast(bias2));
+    block_names.push_back("down." + s);
+    film_names.push_back("film_down." + s);
+  }
+  film_names.push_back("film_mid");
+  block_names.push_back("mid1");
+  block_names.push_back("mid2");
+  for (int64_t i = 0; i < levels; ++i) {
+    block_names.push_back("up." + std::to_string(i));
+    film_names.push_back("film_up." + std::to_string(i));
+  }
+  std::vector<int64_t> block_film;
+  for (int64_t i = 0; i < levels; ++i) block_film.push_back(i);
+  block_film.push_back(levels);
+  block_film.push_back(levels);
+  for (int64_t i = 0; i < levels; ++i) block_film.push_back(levels + 1 + i);
+
+  std::vector<Tensor> n1w, n1b;
+  for (const auto& name : block_names) {
+    Block b;
+    b.conv1_w = cast(p(name + ".conv1.weight"));
+    b.conv1_b = cast(p(name + ".conv1.bias"));
+    b.conv2_w = cast(p(name + ".conv2.weight"));
+    b.conv2_b = cast(p(name + ".conv2.bias"));
+    b.norm2_w = p(name + ".norm2.weight").to(norm_dtype_, false, true);
+    b.norm2_b = p(name + ".norm2.bias").to(norm_dtype_, false, true);
+    blocks_.push_back(b);
+    n1w.push_back(p(name + ".norm1.weight").to(torch::kFloat));
+    n1b.push_back(p(name + ".norm1.bias").to(torch::kFloat));
+  }
+  norm1_w_ = torch::stack(n1w).unsqueeze(1);
+  norm1_b_ = torch::stack(n1b).unsqueeze(1);
+  block_film_ = torch::tensor(block_film, torch::kLong).to(device);
+
+  // FiLM tables, in fp32 (they are computed once; the per-call work is a gather).
+  const int64_t n_cond = static_cast<int64_t>(config_.cond_sizes.size());
+  auto one_gamma = [&](const Tensor& gamma_beta) {  // 1 + gamma, beta
+    return torch::cat({gamma_beta.narrow(-1, 0, c) + 1.0, gamma_beta.narrow(-1, c, c)}, -1);
+  };
+  if (n_cond == 0) {
+    if (cond.defined()) throw UsageError("this U-Net takes no conditions");
+    auto t_all = torch::arange(config_.n_steps, torch::TensorOptions().dtype(torch::kLong))
+                     .to(device);
+    std::vector<Tensor> parts;
+    for (const auto& name : film_names) {
+      auto* film = net->named_modules()[name]->as<FiLM>();
+      auto [gamma, beta] = film->forward(t_all);
+      parts.push_back(torch::cat({gamma.to(torch::kFloat) + 1.0, beta.to(torch::kFloat)}, -1));
+    }
+    film_full_ = torch::cat(parts, -1).contiguous();  // [T, F * 2C]
+  } else {
+    if (cond.defined() && (cond.dim() != 2 || cond.size(1) != n_cond))
+      throw UsageError("U-Net conditions must be [batch, " + std::to_string(n_cond) + "]");
+    const auto cond_on = cond.defined() ? cond.to(device, torch::kLong) : Tensor();
+    cond_batch_ = cond.defined() ? cond.size(0) : 0;
+    Tensor ce;  // [1 or B, time_dim]
+    for (int64_t k = 0; k < n_cond; ++k) {
+      auto idx = cond_on.defined()
+                     ? cond_on.select(1, k)
+                     : torch::full({1}, config_.cond_sizes[static_cast<size_t>(k)] - 1,
+                                   torch::TensorOptions().dtype(torch::kLong).device(device));
+      auto e = p("cond_emb." + std::to_string(k) + ".weight").index_select(0, idx);
+      ce = ce.defined() ? ce + e : e;
+    }
+    std::vector<Tensor> a, cc, w2, b2;
+    for (const auto& name : film_names) {
+      auto w1 = p(name + ".fc1.weight").to(torch::kFloat);
+      auto b1 = p(name + ".fc1.bias").to(torch::kFloat);
+      auto table = buffers[name + ".table"].to(torch::kFloat);
+      a.push_back(torch::addmm(b1, table, w1.t()));
+      cc.push_back(torch::mm(ce.to(torch::kFloat), w1.t()));
+      w2.push_back(p(name + ".fc2.weight").to(torch::kFloat).t());
+      b2.push_back(one_gamma(p(name + ".fc2.bias").to(torch::kFloat)).unsqueeze(0));
+    }
+    film_a_ = torch::cat(a, -1).contiguous();
+    film_c_ = torch::cat(cc, -1).contiguous();
+    film_w2_ = torch::stack(w2).contiguous();
+    film_b2_ = torch::stack(b2).contiguous();
+  }
+}
+
+Tensor PreparedUNet::block(const Block& b, int64_t index, const Tensor& x,
+                           const Tensor& affine) const {
+  const int64_t batch = x.size(0), c = x.size(1), l = x.size(2);
+  // GroupNorm, its affine and FiLM in one: the batch as one sample of B x C
+  // channels in B x groups groups has the same groups, and per (sample,
+  // channel) weights can carry wn (1 + gamma) and bn (1 + gamma) + beta.
+  auto y = torch::group_norm(x.to(norm_dtype_).view({1, batch * c, l}), batch * groups_,
+                             affine[0][index].view({-1}), affine[1][index].view({-1}), eps_)
+               .view({batch, c, l});
+  y = F::conv1d(torch::silu(y).to(dtype_), b.conv1_w,
+                F::Conv1dFuncOptions().bias(b.conv1_b).padding(1));
+  y = torch::group_norm(y.to(norm_dtype_), groups_, b.norm2_w, b.norm2_b, eps_);
+  y = F::conv1d(torch::silu(y).to(dtype_), b.conv2_w,
+                F::Conv1dFuncOptions().bias(b.conv2_b).padding(1));
+  return y + x;
+}
+
+Tensor PreparedUNet::forward(const Tensor& x_in, const Tensor& t) const {
+  torch::NoGradGuard no_grad;
+  c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+  const int64_t c = config_.hidden, levels = config_.levels;
+  const int64_t min_length = int64_t{1} << levels;
+  if (x_in.dim() != 3 || x_in.size(1) != config_.features)
+    throw UsageError("U-Net input must be [batch, " + std::to_string(config_.features) +
+                     ", length]");
+  if (x_in.size(2) < min_length)
+    throw UsageError("sequence length " + std::to_string(x_in.size(2)) + " is too short for " +
+                     std::to_string(levels) + " U-Net levels (needs >= " +
+                     std::to_string(min_length) + ")");
+  const int64_t batch = x_in.size(0);
+  if (t.dim() != 1 || t.size(0) != batch)
+    throw UsageError("U-Net time steps must be [batch]");
+  if (cond_batch_ > 0 && cond_batch_ != batch)
+    throw UsageError("this prepared U-Net holds conditions for " + std::to_string(cond_batch_) +
+                     " sequences, called with " + std::to_string(batch));
+
+  // FiLM outputs [F, B, 2C], then each block's GroupNorm affine [2, blocks, B, C].
+  Tensor film;
+  if (film_full_.defined()) {
+    film = film_full_.index_select(0, t).view({batch, -1, 2 * c}).transpose(0, 1);
+  } else {
+    auto h = torch::silu(film_a_.index_select(0, t) + film_c_);
+    film = torch::baddbmm(film_b2_, h.view({batch, -1, 2 * c}).transpose(0, 1), film_w2_);
+  }
+  auto sel = film.index_select(0, block_film_);  // [blocks, B, 2C]
+  auto one_gamma = sel.narrow(2, 0, c), beta = sel.narrow(2, c, c);
+  auto affine = torch::empty({2, sel.size(0), batch, c}, sel.options());
+  auto scale = affine[0], shift = affine[1];
+  torch::mul_out(scale, one_gamma, norm1_w_);
+  torch::addcmul_out(shift, beta, norm1_b_, one_gamma);
+  if (norm_dtype_ != torch::kFloat) affine = affine.to(norm_dtype_);
+
+  auto x = F::conv1d(x_in.to(dtype_), in1_w_, F::Conv1dFuncOptions().bias(in1_b_));
+  x = F::conv1d(torch::silu(x), in2_w_, F::Conv1dFuncOptions().bias(in2_b_));
+  std::vector<Tensor> skips;
+  int64_t k = 0;
+  for (int64_t i = 0; i < levels; ++i) {
+    x = block(blocks_[static_cast<size_t>(k)], k, x, affine);
+    ++k;
+    skips.push_back(x);
+    x = F::conv1d(x, pool_w_[static_cast<size_t>(i)],
+                  F::Conv1dFuncOptions().bias(pool_b_[static_cast<size_t>(i)]).stride(2).padding(1));
+  }
+  x = block(blocks_[static_cast<size_t>(k)], k, x, affine);
+  ++k;
+  x = block(blocks_[static_cast<size_t>(k)], k, x, affine);
+  ++k;
+  for (int64_t i = 0; i < levels; ++i) {
+    x = upsample_k4s2p1_apply(x, up_w_[static_cast<size_t>(i)], up_b_[static_cast<size_t>(i)]);
+    auto s = skips.back();
+    skips.pop_back();
+    x = block(blocks_[static_cast<size_t>(k)], k, align_length(x, s.size(-1)) + s, affine);
+    ++k;
+  }
+  x = F::conv1d(x, out_conv_w_, F::Conv1dFuncOptions().bias(out_conv_b_).padding(1));
+  x = F::conv1d(x, out1_w_, F::Conv1dFuncOptions().bias(out1_b_));
+  x = F::conv1d(torch::silu(x), out2_w_, F::Conv1dFuncOptions().bias(out2_b_));
+  return x.to(torch::kFloat);
+}
+
+}  // namespace healthgym

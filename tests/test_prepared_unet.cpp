@@ -1,0 +1,201 @@
+// The prepared U-Net (weights cast once, FiLM tables, GroupNorm and FiLM in one
+// op) against the training module it stands in for when sampling.
+#include <gtest/gtest.h>
+
+#include "healthgym/compat.hpp"
+#include "healthgym/cuda_graph.hpp"
+#include "healthgym/diffusion.hpp"
+#include "healthgym/error.hpp"
+#include "healthgym/prepared_unet.hpp"
+#include "healthgym/samplers.hpp"
+
+using namespace healthgym;
+
+namespace {
+
+// Random weights everywhere, GroupNorm's affine included (it starts at 1 and 0,
+// which would hide a wrong fold of the norm into FiLM).
+UNet random_net(UNetConfig uc, uint64_t seed = 11) {
+  torch::manual_seed(seed);
+  UNet net(uc);
+  torch::NoGradGuard ng;
+  for (auto& kv : net->named_parameters())
+    if (kv.key().find("norm") != std::string::npos)
+      kv.value().copy_(torch::randn_like(kv.value()) * 0.5 + (kv.key().find("weight") !=
+                                                                   std::string::npos
+                                                               ? 1.0
+                                                               : 0.0));
+  net->eval();
+  return net;
+}
+
+UNetConfig small_config(int64_t levels = 3) {
+  UNetConfig uc;
+  uc.features = 5;
+  uc.hidden = 32;
+  uc.groups = 8;
+  uc.levels = levels;
+  uc.n_steps = 50;
+  uc.time_dim = 16;
+  uc.dropout = 0.1;  // eval mode: none, as in sampling
+  return uc;
+}
+
+float max_rel_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  return ((a - b).abs().max() / b.abs().max().clamp_min(1e-6)).item<float>();
+}
+
+}  // namespace
+
+TEST(PreparedUNet, MatchesTheModuleInFp32) {
+  for (int64_t levels : {0, 1, 3}) {
+    auto net = random_net(small_config(levels));
+    torch::manual_seed(2);
+    // Odd length: the up path crops and pads to the skips' lengths.
+    auto x = torch::randn({6, 5, 37});
+    auto t = torch::randint(0, 50, {6}, torch::kLong);
+    PreparedUNet p(net, torch::kFloat);
+    torch::Tensor expected;
+    {
+      torch::NoGradGuard ng;
+      expected = net->forward(x, t);
+    }
+    auto got = p.forward(x, t);
+    EXPECT_EQ(got.scalar_type(), torch::kFloat);
+    EXPECT_EQ(got.sizes(), expected.sizes());
+    EXPECT_LT(max_rel_diff(got, expected), 1e-5) << "levels " << levels;
+  }
+}
+
+TEST(PreparedUNet, MatchesTheModuleWithConditions) {
+  auto uc = small_config();
+  uc.cond_sizes = {3, 4};
+  auto net = random_net(uc);
+  torch::manual_seed(4);
+  auto x = torch::randn({5, 5, 24});
+  auto t = torch::randint(0, 50, {5}, torch::kLong);
+  auto cond = torch::stack(
+      {torch::randint(0, 3, {5}, torch::kLong), torch::randint(0, 4, {5}, torch::kLong)}, 1);
+  torch::NoGradGuard ng;
+  EXPECT_LT(max_rel_diff(PreparedUNet(net, torch::kFloat, cond).forward(x, t),
+                         net->forward(x, t, cond)),
+            1e-5);
+  // No conditions given: each variable's last (dropped) row, as the module.
+  EXPECT_LT(max_rel_diff(PreparedUNet(net, torch::kFloat).forward(x, t), net->forward(x, t)),
+            1e-5);
+}
+
+TEST(PreparedUNet, Bf16StaysCloseToFp32) {
+  auto net = random_net(small_config());
+  torch::manual_seed(6);
+  auto x = torch::randn({4, 5, 32});
+  auto t = torch::randint(0, 50, {4}, torch::kLong);
+  auto fp32 = PreparedUNet(net, torch::kFloat).forward(x, t);
+  auto bf16 = PreparedUNet(net, torch::kBFloat16).forward(x, t);
+  EXPECT_EQ(bf16.scalar_type(), torch::kFloat);
+  // bf16 keeps 8 bits of mantissa; a dozen layers deep the error stays a few percent.
+  EXPECT_LT(max_rel_diff(bf16, fp32), 0.05);
+}
+
+TEST(PreparedUNet, IgnoresAnActiveAutocast) {
+  auto net = random_net(small_config());
+  torch::manual_seed(7);
+  auto x = torch::randn({3, 5, 16});
+  auto t = torch::randint(0, 50, {3}, torch::kLong);
+  PreparedUNet p(net, torch::kFloat);
+  auto plain = p.forward(x, t);
+  compat::AutocastScope amp(torch::kCPU, true, torch::kBFloat16);
+  EXPECT_TRUE(torch::equal(p.forward(x, t), plain));
+}
+
+TEST(PreparedUNet, IsASnapshot) {
+  auto net = random_net(small_config());
+  auto x = torch::randn({2, 5, 16});
+  auto t = torch::zeros({2}, torch::kLong);
+  PreparedUNet p(net, torch::kFloat);
+  auto before = p.forward(x, t);
+  {
+    torch::NoGradGuard ng;
+    for (auto& w : net->parameters()) w.add_(1.0);
+  }
+  EXPECT_TRUE(torch::equal(p.forward(x, t), before));
+}
+
+TEST(PreparedUNet, RejectsWhatTheModuleRejects) {
+  auto uc = small_config();
+  uc.cond_sizes = {3};
+  auto net = random_net(uc);
+  PreparedUNet p(net, torch::kFloat, torch::zeros({4, 1}, torch::kLong));
+  auto t = torch::zeros({4}, torch::kLong);
+  EXPECT_THROW(p.forward(torch::randn({4, 6, 16}), t), UsageError);  // features
+  EXPECT_THROW(p.forward(torch::randn({4, 5, 4}), t), UsageError);   // shorter than 2^levels
+  EXPECT_THROW(p.forward(torch::randn({3, 5, 16}), torch::zeros({3}, torch::kLong)),
+               UsageError);  // conditions for 4
+  EXPECT_THROW(PreparedUNet(net, torch::kFloat, torch::zeros({4, 2}, torch::kLong)), UsageError);
+  EXPECT_THROW(PreparedUNet(net, torch::kInt), UsageError);
+  auto plain = random_net(small_config());
+  EXPECT_THROW(PreparedUNet(plain, torch::kFloat, torch::zeros({4, 1}, torch::kLong)),
+               UsageError);
+}
+
+// The chain through the prepared network equals the chain through the module,
+// with classifier-free guidance, on the plain and the table-driven path.
+TEST(PreparedUNet, GuidedChainMatchesTheModulesChain) {
+  auto uc = small_config();
+  uc.cond_sizes = {3};
+  uc.n_steps = 20;
+  auto net = random_net(uc);
+  DiffusionConfig dc;
+  dc.n_steps = 20;
+  NoiseSchedule schedule(dc);
+  auto cond = torch::tensor({0, 1, 2}, torch::kLong).view({3, 1});
+  auto null_row = torch::tensor({2}, torch::kLong);
+  torch::manual_seed(8);
+  auto x_t = torch::randn({3, 5, 16});
+  for (bool tables : {false, true}) {
+    SamplerOptions o;
+    o.kind = SamplerKind::kDdim;
+    o.steps = 8;
+    o.clip_x0 = true;
+    o.device_tables = tables;
+    auto module = reverse_diffusion_from(guided_denoiser(net, cond, null_row, 2.0), schedule,
+                                         x_t.clone(), o);
+    auto prepared = reverse_diffusion_from(
+        prepared_denoiser(net, torch::kFloat, cond, null_row, 2.0), schedule, x_t.clone(), o);
+    EXPECT_TRUE(torch::allclose(prepared, module, 1e-4, 1e-4))
+        << "tables " << tables << ": " << (prepared - module).abs().max().item<float>();
+  }
+}
+
+// On a GPU: the prepared network's chain, replayed as CUDA graphs, in fp32 and
+// in bf16 (GroupNorm in bf16 there), against the module's eager fp32 chain.
+TEST(PreparedUNetCuda, GraphedChainTracksTheModule) {
+  if (!built_with_cuda() || !torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  auto uc = small_config();
+  uc.n_steps = 40;
+  auto net = random_net(uc);
+  net->to(torch::kCUDA);
+  DiffusionConfig dc;
+  dc.n_steps = 40;
+  NoiseSchedule schedule(dc);
+  schedule->to(torch::kCUDA);
+  torch::manual_seed(12);
+  auto x_t = torch::randn({4, 5, 24}).to(torch::kCUDA);
+  SamplerOptions o;
+  o.kind = SamplerKind::kDdim;
+  o.steps = 10;
+  o.clip_x0 = true;
+  o.add_noise = false;
+  o.cuda_graph = false;
+  auto module = reverse_diffusion_from(net, schedule, x_t.clone(), o);
+  o.cuda_graph = true;
+  // cuDNN may run fp32 convolutions in TF32 on either path: 1e-2, not 1e-5.
+  const std::pair<torch::ScalarType, double> cases[] = {{torch::kFloat, 1e-2},
+                                                        {torch::kBFloat16, 0.1}};
+  for (const auto& [dtype, tol] : cases) {
+    auto got = reverse_diffusion_from(prepared_denoiser(net, dtype, {}, {}, 1.0), schedule,
+                                      x_t.clone(), o);
+    EXPECT_EQ(last_chain_mode(), "cuda-graph");
+    EXPECT_LT((got - module).abs().max().item<float>(), tol) << c10::toString(dtype);
+  }
+}
