@@ -84,6 +84,10 @@ if want bench; then
   stage hg_bf16_ddim25 120 "$bin" bench --device cuda --train-steps 50 --precision bf16 \
     --sampler ddim --ddim-steps 25
   tail -n 1 "$out/hg_bf16_ddim25.log"
+  # What the step is made of: its operations one by one, and the reference network
+  # itself replayed as a CUDA graph.
+  stage kernels_bf16 90 "$py" bench/gpu_kernels.py
+  stage kernels_fp32 90 "$py" bench/gpu_kernels.py --dtype fp32
   # Throughput against the sample batch (the reference's too), whole DDPM chain.
   for sb in 400 1600; do
     stage "ref_sb$sb" 120 "$py" bench/seed_reference.py --device cuda --train-steps 5 \

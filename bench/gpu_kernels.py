@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""Where a denoising step's time goes on a GPU, measured with PyTorch on the
+operations the U-Net is made of, at the reference sampling shapes (batch 100,
+width 256, length 100 and its halves), each replayed as a CUDA graph:
+
+    python3 bench/gpu_kernels.py [--batch 100] [--dtype bf16]
+
+Prints microseconds per call: the k3 convolution as Conv1d (N, C, L) and as
+Conv2d in channels-last, GroupNorm, SiLU, and the whole reference U-Net
+(bench/seed_reference.py's) forward in a graph, under autocast and with its
+weights cast to the precision.
+"""
+import argparse, importlib.util, os, sys
+
+import torch
+import torch.nn.functional as F
+
+
+def timed(fn, reps=200):
+    """Microseconds per call of fn, replayed from one CUDA graph of `reps` calls."""
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        for _ in range(reps):
+            fn()
+    g.replay()
+    torch.cuda.synchronize()
+    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    a.record()
+    for _ in range(5):
+        g.replay()
+    b.record()
+    torch.cuda.synchronize()
+    return a.elapsed_time(b) * 1000 / (5 * reps)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--batch", type=int, default=100)
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--length", type=int, default=100)
+    p.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
+    a = p.parse_args()
+    dt = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[a.dtype]
+    torch.backends.cudnn.benchmark = True
+    dev = "cuda"
+    b, c = a.batch, a.hidden
+    print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, {a.dtype}, batch {b}, "
+          f"width {c}")
+    w = torch.randn(c, c, 3, device=dev, dtype=dt) * 0.02
+    bias = torch.zeros(c, device=dev, dtype=dt)
+    w4 = w.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+    gw = torch.ones(b * c, device=dev, dtype=dt)
+    for length in (a.length, a.length // 2, a.length // 4, a.length // 8):
+        x = torch.randn(b, c, length, device=dev, dtype=dt)
+        x4 = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+        flops = 2 * 3 * c * c * length * b
+        t1 = timed(lambda: F.conv1d(x, w, bias, padding=1))
+        t2 = timed(lambda: F.conv2d(x4, w4, bias, padding=(0, 1)))
+        xg = x.view(1, b * c, length)
+        t3 = timed(lambda: F.group_norm(xg, b * 8, gw, gw, 1e-5))
+        t4 = timed(lambda: F.silu(x))
+        t5 = timed(lambda: F.group_norm(x4, 8, gw[:c], gw[:c], 1e-5))
+        print(f"L {length:4d}: conv1d {t1:6.1f} us ({flops / t1 / 1e6:5.0f} TFLOP/s), "
+              f"conv2d channels-last {t2:6.1f} us ({flops / t2 / 1e6:5.0f}), "
+              f"group_norm per-sample {t3:5.1f}, channels-last {t5:5.1f}, silu {t4:5.1f}")
+    spec = importlib.util.spec_from_file_location(
+        "ref", os.path.join(os.path.dirname(os.path.abspath(__file__)), "seed_reference.py"))
+    ref = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ref)
+    net = ref.UNet(c, 500, 22).to(dev).eval()
+    x = torch.randn(b, 1, 22, a.length, device=dev)
+    t = torch.full((b,), 10, device=dev, dtype=torch.long)
+    with torch.no_grad():
+        with torch.autocast("cuda", dtype=dt, enabled=dt != torch.float32):
+            tf = timed(lambda: net(x, t), reps=20)
+        netc = net.to(dt)
+        xc = x.to(dt)
+        tc = timed(lambda: netc(xc, t), reps=20)
+    print(f"reference U-Net forward in a CUDA graph: autocast {tf:.0f} us, weights in "
+          f"{a.dtype} {tc:.0f} us")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
