@@ -21,10 +21,8 @@ UNet random_net(UNetConfig uc, uint64_t seed = 11) {
   torch::NoGradGuard ng;
   for (auto& kv : net->named_parameters())
     if (kv.key().find("norm") != std::string::npos)
-      kv.value().copy_(torch::randn_like(kv.value()) * 0.5 + (kv.key().find("weight") !=
-                                                                   std::string::npos
-                                                               ? 1.0
-                                                               : 0.0));
+      kv.value().copy_(torch::randn_like(kv.value()) * 0.5 +
+                       (kv.key().find("weight") != std::string::npos ? 1.0 : 0.0));
   net->eval();
   return net;
 }
@@ -77,12 +75,11 @@ TEST(PreparedUNet, MatchesTheModuleWithConditions) {
   auto cond = torch::stack(
       {torch::randint(0, 3, {5}, torch::kLong), torch::randint(0, 4, {5}, torch::kLong)}, 1);
   torch::NoGradGuard ng;
-  EXPECT_LT(max_rel_diff(PreparedUNet(net, torch::kFloat, cond).forward(x, t),
-                         net->forward(x, t, cond)),
-            1e-5);
+  EXPECT_LT(
+      max_rel_diff(PreparedUNet(net, torch::kFloat, cond).forward(x, t), net->forward(x, t, cond)),
+      1e-5);
   // No conditions given: each variable's last (dropped) row, as the module.
-  EXPECT_LT(max_rel_diff(PreparedUNet(net, torch::kFloat).forward(x, t), net->forward(x, t)),
-            1e-5);
+  EXPECT_LT(max_rel_diff(PreparedUNet(net, torch::kFloat).forward(x, t), net->forward(x, t)), 1e-5);
 }
 
 TEST(PreparedUNet, Bf16StaysCloseToFp32) {
@@ -134,8 +131,7 @@ TEST(PreparedUNet, RejectsWhatTheModuleRejects) {
   EXPECT_THROW(PreparedUNet(net, torch::kFloat, torch::zeros({4, 2}, torch::kLong)), UsageError);
   EXPECT_THROW(PreparedUNet(net, torch::kInt), UsageError);
   auto plain = random_net(small_config());
-  EXPECT_THROW(PreparedUNet(plain, torch::kFloat, torch::zeros({4, 1}, torch::kLong)),
-               UsageError);
+  EXPECT_THROW(PreparedUNet(plain, torch::kFloat, torch::zeros({4, 1}, torch::kLong)), UsageError);
 }
 
 // The chain through the prepared network equals the chain through the module,
@@ -158,8 +154,8 @@ TEST(PreparedUNet, GuidedChainMatchesTheModulesChain) {
     o.steps = 8;
     o.clip_x0 = true;
     o.device_tables = tables;
-    auto module = reverse_diffusion_from(guided_denoiser(net, cond, null_row, 2.0), schedule,
-                                         x_t.clone(), o);
+    auto module =
+        reverse_diffusion_from(guided_denoiser(net, cond, null_row, 2.0), schedule, x_t.clone(), o);
     auto prepared = reverse_diffusion_from(
         prepared_denoiser(net, torch::kFloat, cond, null_row, 2.0), schedule, x_t.clone(), o);
     EXPECT_TRUE(torch::allclose(prepared, module, 1e-4, 1e-4))

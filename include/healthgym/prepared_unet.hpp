@@ -52,12 +52,12 @@ class PreparedUNet {
   std::vector<Block> blocks_;  // down levels, mid1, mid2, up levels
   // FiLM, with films ordered down levels, mid, up levels (F of them), output
   // width 2C as (1 + gamma, beta):
-  torch::Tensor film_full_;  // [T, F * 2C] every FiLM's output (no conditions)
-  torch::Tensor film_a_;     // [T, F * 2C] first layer of the time row (conditions)
-  torch::Tensor film_c_;     // [1 or B, F * 2C] first layer of the condition embedding
-  torch::Tensor film_w2_;    // [F, 2C, 2C] second layers, transposed
-  torch::Tensor film_b2_;    // [F, 1, 2C]
-  torch::Tensor block_film_;  // [blocks] int64: the FiLM each block takes
+  torch::Tensor film_full_;          // [T, F * 2C] every FiLM's output (no conditions)
+  torch::Tensor film_a_;             // [T, F * 2C] first layer of the time row (conditions)
+  torch::Tensor film_c_;             // [1 or B, F * 2C] first layer of the condition embedding
+  torch::Tensor film_w2_;            // [F, 2C, 2C] second layers, transposed
+  torch::Tensor film_b2_;            // [F, 1, 2C]
+  torch::Tensor block_film_;         // [blocks] int64: the FiLM each block takes
   torch::Tensor norm1_w_, norm1_b_;  // [blocks, 1, C] fp32
 };
 

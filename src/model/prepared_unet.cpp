@@ -55,8 +55,8 @@ PreparedUNet::PreparedUNet(UNet& net, torch::ScalarType dtype, const Tensor& con
     const auto s = std::to_string(i);
     pool_w_.push_back(cast(p("pool." + s + ".weight")));
     pool_b_.push_back(cast(p("pool." + s + ".bias")));
-    auto [kernel, bias2] = upsample_k4s2p1_kernel(p("unpool." + s + ".weight"),
-                                                  p("unpool." + s + ".bias"));
+    auto [kernel, bias2] =
+        upsample_k4s2p1_kernel(p("unpool." + s + ".weight"), p("unpool." + s + ".bias"));
     up_w_.push_back(cast(kernel));
     up_b_.push_back(cast(bias2));
     block_names.push_back("down." + s);
@@ -99,8 +99,8 @@ PreparedUNet::PreparedUNet(UNet& net, torch::ScalarType dtype, const Tensor& con
   };
   if (n_cond == 0) {
     if (cond.defined()) throw UsageError("this U-Net takes no conditions");
-    auto t_all = torch::arange(config_.n_steps, torch::TensorOptions().dtype(torch::kLong))
-                     .to(device);
+    auto t_all =
+        torch::arange(config_.n_steps, torch::TensorOptions().dtype(torch::kLong)).to(device);
     std::vector<Tensor> parts;
     for (const auto& name : film_names) {
       auto* film = net->named_modules()[name]->as<FiLM>();
@@ -166,11 +166,10 @@ Tensor PreparedUNet::forward(const Tensor& x_in, const Tensor& t) const {
                      ", length]");
   if (x_in.size(2) < min_length)
     throw UsageError("sequence length " + std::to_string(x_in.size(2)) + " is too short for " +
-                     std::to_string(levels) + " U-Net levels (needs >= " +
-                     std::to_string(min_length) + ")");
+                     std::to_string(levels) +
+                     " U-Net levels (needs >= " + std::to_string(min_length) + ")");
   const int64_t batch = x_in.size(0);
-  if (t.dim() != 1 || t.size(0) != batch)
-    throw UsageError("U-Net time steps must be [batch]");
+  if (t.dim() != 1 || t.size(0) != batch) throw UsageError("U-Net time steps must be [batch]");
   if (cond_batch_ > 0 && cond_batch_ != batch)
     throw UsageError("this prepared U-Net holds conditions for " + std::to_string(cond_batch_) +
                      " sequences, called with " + std::to_string(batch));
@@ -199,8 +198,9 @@ Tensor PreparedUNet::forward(const Tensor& x_in, const Tensor& t) const {
     x = block(blocks_[static_cast<size_t>(k)], k, x, affine);
     ++k;
     skips.push_back(x);
-    x = F::conv1d(x, pool_w_[static_cast<size_t>(i)],
-                  F::Conv1dFuncOptions().bias(pool_b_[static_cast<size_t>(i)]).stride(2).padding(1));
+    x = F::conv1d(
+        x, pool_w_[static_cast<size_t>(i)],
+        F::Conv1dFuncOptions().bias(pool_b_[static_cast<size_t>(i)]).stride(2).padding(1));
   }
   x = block(blocks_[static_cast<size_t>(k)], k, x, affine);
   ++k;
