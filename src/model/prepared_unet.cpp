@@ -142,12 +142,13 @@ PreparedUNet::PreparedUNet(UNet& net, torch::ScalarType dtype, const Tensor& con
 Tensor PreparedUNet::block(const Block& b, int64_t index, const Tensor& x,
                            const Tensor& affine) const {
   const int64_t batch = x.size(0), c = x.size(1), l = x.size(2);
+  // (reshape: a convolution's output need not be contiguous on every backend.)
   // GroupNorm, its affine and FiLM in one: the batch as one sample of B x C
   // channels in B x groups groups has the same groups, and per (sample,
   // channel) weights can carry wn (1 + gamma) and bn (1 + gamma) + beta.
-  auto y = torch::group_norm(x.to(norm_dtype_).view({1, batch * c, l}), batch * groups_,
+  auto y = torch::group_norm(x.to(norm_dtype_).reshape({1, batch * c, l}), batch * groups_,
                              affine[0][index].view({-1}), affine[1][index].view({-1}), eps_)
-               .view({batch, c, l});
+               .reshape({batch, c, l});
   y = F::conv1d(torch::silu(y).to(dtype_), b.conv1_w,
                 F::Conv1dFuncOptions().bias(b.conv1_b).padding(1));
   y = torch::group_norm(y.to(norm_dtype_), groups_, b.norm2_w, b.norm2_b, eps_);
