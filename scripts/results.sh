@@ -10,7 +10,9 @@
 # Environment: HIDDEN (U-Net width of both arms, 64), KS (DDIM steps swept, "10 25 50 100
 # 500"), OUT (work directory, out/results), DATASETS ("physionet pbc"), RESULTS_MD
 # (docs/RESULTS.md), GUIDANCE (1), DEFAULT_FLAGS (extra train flags of the default arm,
-# e.g. "--precision bf16": the seed arm is the original, fp32).
+# e.g. "--precision bf16": the seed arm is the original, fp32). scripts/results_table.py
+# also reads RESULTS_COMMIT (the binary's commit, when HEAD moved on during the run) and
+# RESULTS_NOTE (printed under the header: what else the machine ran meanwhile).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HIDDEN=${HIDDEN:-64}

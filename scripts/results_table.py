@@ -67,8 +67,9 @@ with open(os.path.join(out, "runs.tsv")) as f:
         runs.append(dict(d=d, arm=arm, train_s=train_s, epochs=epochs, sample_s=sample_s,
                          acc=acc, sampler=sampler, note=note, s=summary))
 
-commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                        text=True).stdout.strip() or "?"
+# RESULTS_COMMIT names the binary's commit when HEAD moved on during the run.
+commit = os.environ.get("RESULTS_COMMIT") or subprocess.run(
+    ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip() or "?"
 names = {"physionet": "PhysioNet 2012 (2000 training stays, 1000 held out)",
          "pbc": "pbcseq (250 training patients, 62 held out)"}
 
@@ -80,6 +81,8 @@ print(f"Machine: {machine()}. Commit {commit}. Both arms: U-Net width {hidden}, 
       ". Each cohort is sampled to the training cohort's size and scored by "
       "`healthgym evaluate` against the training patients, with the held-out patients for "
       "privacy and the outcome model.\n")
+if os.environ.get("RESULTS_NOTE"):  # what the run shared the machine with, if anything
+    print(os.environ["RESULTS_NOTE"] + "\n")
 print("Columns (all from `report.json`'s summary): disc. = discriminative score "
       "(|accuracy − 0.5| of a GRU telling real from synthetic, 0 ideal); KS, TVD = mean "
       "Kolmogorov–Smirnov statistic over reals and total variation distance over labels; "
