@@ -10,7 +10,7 @@
 # Stages (STAGES, default all): tests (the CUDA tests), bench (against the
 # reference), product (train and sample on the GPU), suite (ctest, evaluate).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 out=${GPU_CHECK_OUT:-build-cuda/gpu_check}
 mkdir -p "$out"
 py=${PYTHON:-python3}
@@ -73,6 +73,7 @@ if want bench; then
     [ "$round" = 1 ] && variants+=("bf16 auto off" "fp32 auto on" "fp16 auto on" "fp16 off off"
       "bf16 off off")
     for v in "${variants[@]}"; do
+      # shellcheck disable=SC2086 # a variant is words
       set -- $v
       name="hg_${1}_${2}"
       [ "$3" = off ] && [ "$2" != off ] && name+="_module"
@@ -127,4 +128,4 @@ if want suite; then
     --id stay_id --time hour --out build-cuda/eval_ddim
   cp build-cuda/eval_ddim/report.json "$out/eval_ddim_report.json" 2>/dev/null
 fi
-log done
+log "done"
