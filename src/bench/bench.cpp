@@ -164,10 +164,7 @@ json run_bench(const BenchConfig& c) {
                             : c.n_steps;
   const int64_t timed = c.sample_steps > 0 ? std::min(c.sample_steps, chain) : chain;
   auto x = torch::randn({c.sample_batch, c.features, c.target_len}, data.options());
-  const auto compute_dtype =
-      c.precision == Precision::kFp32
-          ? torch::kFloat
-          : (c.precision == Precision::kBf16 ? torch::kBFloat16 : torch::kHalf);
+  const auto compute_dtype = amp ? amp_dtype : torch::kFloat;
   // Preparing belongs to the chain's time: sample prepares once per batch.
   auto denoiser = [&] {
     return c.prepared ? prepared_denoiser(net, compute_dtype, {}, {}, 1.0)

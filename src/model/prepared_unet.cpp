@@ -105,7 +105,7 @@ PreparedUNet::PreparedUNet(UNet& net, torch::ScalarType dtype, const Tensor& con
     for (const auto& name : film_names) {
       auto* film = net->named_modules()[name]->as<FiLM>();
       auto [gamma, beta] = film->forward(t_all);
-      parts.push_back(torch::cat({gamma.to(torch::kFloat) + 1.0, beta.to(torch::kFloat)}, -1));
+      parts.push_back(one_gamma(torch::cat({gamma, beta}, -1).to(torch::kFloat)));
     }
     film_full_ = torch::cat(parts, -1).contiguous();  // [T, F * 2C]
   } else {
