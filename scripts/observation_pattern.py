@@ -5,25 +5,39 @@
 
 For each pair of variables that the real data measures together (Jaccard index
 of their observed cells >= 0.9), prints that index in the real cohort and in each
-synthetic one, then the mean |missing-rate difference| per synthetic cohort. The
-first two columns (id and time) are skipped. Standard library only.
+synthetic one, then the mean |missing-rate difference| per synthetic cohort, then
+per variable its persistence, P(observed at a step | observed at the patient's
+previous step), and the mean |persistence difference|. The first two columns (id
+and time) are skipped; a patient's rows are contiguous. Standard library only.
 """
 import csv
 import sys
 
 
 def observed(path):
-    """The header, each column's observed cells as the bits of one integer, and the row count."""
+    """The header, each column's observed cells as the bits of one integer, the row count,
+    and the rows followed by a row of the same patient (bits)."""
     with open(path, newline="", encoding="utf-8") as f:
         rows = csv.reader(f)
         header = next(rows)
         cols = [0] * len(header)
         n = 0
+        same_next = 0
+        last_id = None
         for n, row in enumerate(rows, 1):
+            if row and row[0] == last_id:
+                same_next |= 1 << (n - 2)
+            last_id = row[0] if row else None
             for i, cell in enumerate(row):
                 if cell != "":
                     cols[i] |= 1 << (n - 1)
-    return header, cols, n
+    return header, cols, n, same_next
+
+
+def persistence(col, same_next):
+    """P(observed at the next step | observed now), within patients."""
+    now = col & same_next
+    return (now & (col >> 1)).bit_count() / now.bit_count() if now else float("nan")
 
 
 def jaccard(a, b):
@@ -34,13 +48,14 @@ def jaccard(a, b):
 def main(argv):
     if len(argv) < 3:
         sys.exit(__doc__)
-    header, real, n_real = observed(argv[1])
-    syn = []
+    header, real, n_real, real_next = observed(argv[1])
+    syn, syn_next = [], []
     for p in argv[2:]:
-        h, cols, n = observed(p)
+        h, cols, n, nxt = observed(p)
         if h != header:
             sys.exit(f"{p}: columns differ from {argv[1]}")
         syn.append((cols, n))
+        syn_next.append(nxt)
     names = range(2, len(header))
     partial = [i for i in names if 0 < real[i].bit_count() < n_real]
     print("pair\treal\t" + "\t".join(argv[2:]))
@@ -62,6 +77,18 @@ def main(argv):
     mads = [sum(abs(rate(real[i], n_real) - rate(s[i], n)) for i in names) / len(names)
             for s, n in syn]
     print("mean |missing-rate difference|\t\t" + "\t".join(f"{m:.3f}" for m in mads))
+
+    print("\npersistence\treal\t" + "\t".join(argv[2:]))
+    diffs = [[] for _ in syn]
+    for i in partial:
+        r = persistence(real[i], real_next)
+        ps = [persistence(s[i], nxt) for (s, _), nxt in zip(syn, syn_next)]
+        for d, x in zip(diffs, ps):
+            if r == r and x == x:
+                d.append(abs(r - x))
+        print(f"{header[i]}\t{r:.3f}\t" + "\t".join(f"{x:.3f}" for x in ps))
+    print("mean |persistence difference|\t\t" +
+          "\t".join(f"{sum(d) / max(len(d), 1):.3f}" for d in diffs))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,10 @@
 # e.g. "--precision bf16": the seed arm is the original, fp32). scripts/results_table.py
 # also reads RESULTS_COMMIT (the binary's commit, when HEAD moved on during the run) and
 # RESULTS_NOTE (printed under the header: what else the machine ran meanwhile).
+# ARMS ("seed default"): ARMS=default reruns only the default arm and keeps the seed
+# arm's rows and files from the last run in OUT (the seed preset is the original and
+# does not change between commits; its DDPM sampling takes most of the run), and the
+# rows of datasets not in DATASETS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HIDDEN=${HIDDEN:-64}
@@ -25,8 +29,22 @@ DEFAULT_FLAGS=${DEFAULT_FLAGS:-}
 HG=./build/healthgym
 [ -x "$HG" ] || scripts/build.sh --target healthgym
 mkdir -p "$OUT"
+ARMS=${ARMS:-"seed default"}
 runs="$OUT/runs.tsv"
-: >"$runs"
+case " $ARMS " in
+  *" seed "*) : >"$runs" ;;
+  *)
+    for d in $DATASETS; do
+      for f in "$OUT/$d/seed.hg" "$OUT/$d/seed/report.json"; do
+        [ -f "$f" ] || { echo "ARMS=$ARMS needs the seed arm of an earlier run: no $f" >&2; exit 2; }
+      done
+    done
+    # Keep the seed rows, and every row of the datasets not rerun.
+    awk -F'\t' -v ds=" $DATASETS " '$2 == "seed" || index(ds, " " $1 " ") == 0' "$runs" \
+      >"$runs.kept" && mv "$runs.kept" "$runs"
+    ;;
+esac
+has_arm() { case " $ARMS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
@@ -79,6 +97,7 @@ run_dataset() {
   echo "== $d: $n training patients, $(patients "$HOLDOUT") held out, ${train_s}s of training per arm"
 
   for arm in seed default; do
+    has_arm "$arm" || continue
     echo "-- $d/$arm: training"
     local flags=()
     # shellcheck disable=SC2206 # the flags are words
@@ -92,22 +111,23 @@ run_dataset() {
   # acceptance is measured on 200 sequences; the cohort itself is then written with
   # --no-guardrail (out-of-range values clamped), since a low acceptance would make
   # the original's own loop run for hours.
-  echo "-- $d/seed: guardrail probe and sampling"
-  "$HG" sample --model "$OUT/$d/seed.hg" --n 200 --max-attempts 200 \
-    --out "$OUT/$d/seed_probe.csv" >"$OUT/$d/seed_probe.log" 2>&1 || true
-  local acc
-  acc=$(acceptance_of "$OUT/$d/seed_probe.log")
-  if [ -z "$acc" ]; then
-    acc=$(sed -n 's/.*(acceptance \([0-9.]*\)%).*/\1/p' "$OUT/$d/seed_probe.log" | tail -n 1)
+  local acc t0 t1
+  if has_arm seed; then
+    echo "-- $d/seed: guardrail probe and sampling"
+    "$HG" sample --model "$OUT/$d/seed.hg" --n 200 --max-attempts 200 \
+      --out "$OUT/$d/seed_probe.csv" >"$OUT/$d/seed_probe.log" 2>&1 || true
+    acc=$(acceptance_of "$OUT/$d/seed_probe.log")
+    if [ -z "$acc" ]; then
+      acc=$(sed -n 's/.*(acceptance \([0-9.]*\)%).*/\1/p' "$OUT/$d/seed_probe.log" | tail -n 1)
+    fi
+    t0=$(now)
+    "$HG" sample --model "$OUT/$d/seed.hg" --n "$n" --no-guardrail --out "$OUT/$d/seed.csv" \
+      >"$OUT/$d/seed.sample.log" 2>&1
+    t1=$(now)
+    record "$d" seed "$train_s" "$(epochs_of "$OUT/$d/seed.hg")" "$(secs "$t0" "$t1")" "${acc:-0}" \
+      "ddpm 500" "guardrail acceptance from a 200-sequence probe; cohort written without it"
+    evaluate_run "$d" seed "$OUT/$d/seed.csv"
   fi
-  local t0 t1
-  t0=$(now)
-  "$HG" sample --model "$OUT/$d/seed.hg" --n "$n" --no-guardrail --out "$OUT/$d/seed.csv" \
-    >"$OUT/$d/seed.sample.log" 2>&1
-  t1=$(now)
-  record "$d" seed "$train_s" "$(epochs_of "$OUT/$d/seed.hg")" "$(secs "$t0" "$t1")" "${acc:-0}" \
-    "ddpm 500" "guardrail acceptance from a 200-sequence probe; cohort written without it"
-  evaluate_run "$d" seed "$OUT/$d/seed.csv"
 
   # Default: sample's defaults (x0 clamped, EMA weights, statics held), K swept.
   for k in $KS; do

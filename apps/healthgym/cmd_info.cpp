@@ -1,3 +1,4 @@
+#include <cstdio>
 #include <iomanip>
 #include <iostream>
 #include <memory>
@@ -16,13 +17,20 @@ Action register_info(CLI::App& app) {
   auto o = std::make_shared<Opts>();
   auto* sub = app.add_subcommand("info", "Describe a trained model checkpoint.");
   sub->add_option("model", o->model, "Checkpoint written by 'train'")->required();
-  sub->add_flag("--json", o->json, "Print the checkpoint's metadata as JSON");
+  sub->add_flag("--json", o->json,
+                "Print the checkpoint's metadata as JSON (the observation model as its size)");
   return [o] {
     CheckpointContents c = load_checkpoint(o->model);
     const auto& meta = c.meta;
     if (o->json) {
       nlohmann::json m = meta;
       m.erase("log");
+      // The observation model's tables run to tens of thousands of numbers: its shape only.
+      if (m.contains("observations"))
+        m["observations"] = {{"units", c.model.observations.units().size()},
+                             {"max_gap", c.model.observations.max_gap()},
+                             {"length", c.model.observations.length()},
+                             {"observed_share", c.model.observations.observed_share()}};
       std::cout << m.dump(2) << "\n";
       return;
     }
@@ -49,6 +57,17 @@ Action register_info(CLI::App& app) {
       std::cout << "conditions      ";
       for (const auto& n : c.model.conditions.names()) std::cout << n << ' ';
       std::cout << "(sample --condition COLUMN=VALUE)\n";
+    }
+    if (!c.model.observations.empty()) {
+      char share[32];
+      std::snprintf(share, sizeof share, "%.1f%%", 100.0 * c.model.observations.observed_share());
+      std::cout << "observations    " << c.model.observations.units().size()
+                << " schedules counted on the training cohort, " << share
+                << " of their cells observed"
+                << (c.model.observations.sparse() && tc.value("preset", "") != "seed"
+                        ? "; sample draws from them by default"
+                        : "; sample --observations model draws from them")
+                << "\n";
     }
     std::string log = meta.value("log", std::string());
     const auto last_nl = log.find_last_of('\n', log.size() >= 2 ? log.size() - 2 : 0);

@@ -26,6 +26,7 @@ Action register_sample(CLI::App& app) {
     std::string fill;
     std::string ema;
     std::string prepared;
+    std::string observations;
     std::string start;
     std::string shard;
     int nproc = 1;
@@ -99,6 +100,15 @@ Action register_sample(CLI::App& app) {
                   "original's schedule (28% of x0 left at T) needs (default: marginal unless "
                   "the model is seed-preset)")
       ->check(CLI::IsMember({"noise", "marginal"}));
+  sub->add_option("--observations", o->observations,
+                  "model: draw where each patient is observed from the schedules counted on "
+                  "the training cohort (per variable or missing group: the chance of a "
+                  "measurement at each step given the steps since the last), then let the "
+                  "network generate the values there; network: the network places them too, "
+                  "as the original (default: model when most of the training cohort's "
+                  "time-varying cells are missing, as in ICU charts, unless the model is "
+                  "seed-preset; see 'healthgym info')")
+      ->check(CLI::IsMember({"model", "network"}));
   sub->add_option("--condition", c.conditions,
                   "COLUMN=VALUE: generate only patients with this label of a conditioning "
                   "variable (see 'healthgym info'); repeat to combine. Other conditioning "
@@ -164,6 +174,7 @@ Action register_sample(CLI::App& app) {
     if (!o->ema.empty()) cfg.use_ema = o->ema == "on";
     if (!o->prepared.empty()) cfg.prepared = o->prepared == "on";
     if (!o->start.empty()) cfg.marginal_start = o->start == "marginal";
+    if (!o->observations.empty()) cfg.observations = o->observations == "model";
     const bool quiet = is_launched_secondary_rank();
     StatusLine status;
     const SampleResult r = sample_to_csv(cfg, [&](const SampleProgress& p) {
@@ -185,6 +196,9 @@ Action register_sample(CLI::App& app) {
                   format_duration(r.seconds).c_str(), 100.0 * r.acceptance_rate,
                   static_cast<long long>(r.passed), static_cast<long long>(r.attempted));
     std::cout << buf << "\n";
+    if (r.observation_model)
+      std::cout << "observations: placed on schedules drawn from those counted on the training "
+                   "cohort (--observations network leaves it to the network)\n";
     if (r.copies > 0)
       std::cerr << "WARNING: " << r.copies
                 << " synthetic patients are exact copies of training patients; do not share "

@@ -11,6 +11,7 @@
 #include "healthgym/conditions.hpp"
 #include "healthgym/diffusion.hpp"
 #include "healthgym/encoder.hpp"
+#include "healthgym/observation_model.hpp"
 #include "healthgym/unet.hpp"
 
 namespace healthgym {
@@ -34,6 +35,9 @@ struct DiffusionModel {
   torch::Tensor x0_mean, x0_std;
   // record_fingerprints() of the training patients: sampling refuses exact copies.
   std::vector<uint64_t> training_fingerprints;
+  // Where the training cohort's observations fall (sampling can draw the
+  // schedules from it); empty in checkpoints that predate it.
+  ObservationModel observations;
 
   static DiffusionModel create(const Encoder& encoder, const UNetConfig& unet,
                                const DiffusionConfig& diffusion,

@@ -51,6 +51,12 @@ struct SampleConfig {
   // than from N(0, I). Unset: on for default-preset checkpoints that hold the
   // statistics, off for the seed preset (the original starts from pure noise).
   std::optional<bool> marginal_start;
+  // Draw where observations fall from the checkpoint's ObservationModel (its
+  // schedules held fixed while the network generates the values) rather than
+  // leave it to the network. Unset: on for default-preset checkpoints whose
+  // training cohort is sparse (ObservationModel::sparse), off for the seed
+  // preset (the original).
+  std::optional<bool> observations;
   // "COLUMN=VALUE" requests on the model's conditioning variables; the others
   // follow the training cohort's joint shares. guidance: classifier-free
   // guidance scale w (1 = the conditional model as trained; > 1 sharper).
@@ -92,8 +98,9 @@ struct SampleResult {
   bool conditional = false;
   double condition_match = 1.0;
   double subgroup_share_real = 1.0;
-  bool copies_checked = false;  // the checkpoint holds training fingerprints
-  int64_t copies = 0;           // synthetic patients identical to a training patient
+  bool observation_model = false;  // schedules drawn from the ObservationModel
+  bool copies_checked = false;     // the checkpoint holds training fingerprints
+  int64_t copies = 0;              // synthetic patients identical to a training patient
   double seconds = 0;
 };
 

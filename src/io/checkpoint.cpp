@@ -131,6 +131,7 @@ void save_checkpoint(const std::string& path, DiffusionModel& model, json meta,
   meta["diffusion"] = model.diffusion.to_json();
   if (!model.conditions.empty()) meta["conditions"] = model.conditions.to_json();
   meta["training_fingerprints"] = model.training_fingerprints;
+  if (!model.observations.empty()) meta["observations"] = model.observations.to_json();
 
   torch::serialize::OutputArchive archive;
   archive.write("meta", c10::IValue(meta.dump()));
@@ -197,6 +198,9 @@ DiffusionModel model_from_meta(const json& meta, const std::string& path) {
       throw InputError(path + ": checkpoint's network width does not match its schema");
     if (meta.contains("training_fingerprints"))
       model.training_fingerprints = meta.at("training_fingerprints").get<std::vector<uint64_t>>();
+    if (meta.contains("observations"))
+      model.observations = ObservationModel::from_json(meta.at("observations"), encoder.channels(),
+                                                       encoder.working_length());
     return model;
   } catch (const Error&) {
     throw;

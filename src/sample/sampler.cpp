@@ -135,6 +135,11 @@ Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleRes
   if (ema && !model.ema)
     throw UsageError("this checkpoint has no EMA weights (trained with --ema-decay 0)");
   UNet net = ema ? model.ema : model.net;
+  const bool observe = cfg.observations.value_or(false);
+  if (observe && model.observations.empty())
+    throw UsageError(
+        "this checkpoint holds no observation model (trained before healthgym fitted "
+        "one); use --observations network");
   const bool marginal = cfg.marginal_start.value_or(false);
   if (marginal && !model.x0_mean.defined())
     throw UsageError(
@@ -175,7 +180,13 @@ Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleRes
     auto cond = spec.empty() ? torch::Tensor() : spec.draw(b, fixed);
     auto denoise = prepared ? prepared_denoiser(net, compute_dtype, cond, null_row, cfg.guidance)
                             : guided_denoiser(net, cond, null_row, cfg.guidance);
-    if (cfg.fill.value_or(false)) sopt.project_x0 = model.encoder.fill_projection(lengths, device);
+    std::function<torch::Tensor(const torch::Tensor&)> fill, place;
+    if (cfg.fill.value_or(false)) fill = model.encoder.fill_projection(lengths, device);
+    if (observe) place = ObservationModel::projection(model.observations.sample(lengths), device);
+    if (fill && place)
+      sopt.project_x0 = [fill, place](const torch::Tensor& x0) { return fill(place(x0)); };
+    else
+      sopt.project_x0 = place ? place : fill;
     torch::Tensor x;
     {
       compat::AutocastScope amp(device.type(), autocast && !prepared, amp_dtype);
@@ -187,6 +198,9 @@ Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleRes
         if (on_progress) on_progress(pr);
       });
     }
+    // The chain ends on a projected x0 already; once more makes the schedules
+    // exact whatever the sampler's last step rounds.
+    if (place) x = sopt.project_x0(x);
     x = x.to(torch::kCPU, torch::kFloat);
     pr.attempted += b;
     torch::Tensor keep =
@@ -212,6 +226,7 @@ Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleRes
   double match = 1.0;
   if (!spec.empty()) match = spec.apply(cohort, torch::cat(kept_cond, 0));
   if (result) {
+    result->observation_model = observe;
     result->conditional = !spec.empty();
     result->condition_match = match;
     result->subgroup_share_real = spec.empty() ? 1.0 : spec.share(fixed);
@@ -249,6 +264,8 @@ SampleResult sample_to_csv(const SampleConfig& cfg,
   if (!resolved.fill.has_value()) resolved.fill = !seed_preset;
   if (!resolved.use_ema.has_value()) resolved.use_ema = !seed_preset && ckpt.model.ema;
   if (!resolved.prepared.has_value()) resolved.prepared = !seed_preset;
+  if (!resolved.observations.has_value())
+    resolved.observations = !seed_preset && ckpt.model.observations.sparse();
   if (!resolved.marginal_start.has_value())
     resolved.marginal_start = !seed_preset && ckpt.model.x0_mean.defined();
   SampleResult result;

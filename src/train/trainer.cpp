@@ -144,7 +144,11 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
   };
   if (resuming) {
     model = std::move(resumed.model);
-    Cohort cohort = shard(load_data_with_schema(cfg.data_path, model.encoder.schema()));
+    Cohort full = load_data_with_schema(cfg.data_path, model.encoder.schema());
+    // Checkpoints from before the observation model get one on resume.
+    if (model.observations.empty())
+      model.observations = ObservationModel::fit(model.encoder, model.encoder.encode(full));
+    Cohort cohort = shard(full);
     data = model.encoder.encode(cohort);
     cond_rows = model.conditions.indices(cohort);
     info.schema_source = "checkpoint";
@@ -176,6 +180,7 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
     auto conditions = ConditionSpec::fit(loaded.schema, loaded.cohort, cfg.condition_on);
     model = DiffusionModel::create(encoder, unet, cfg.diffusion, conditions);
     model.training_fingerprints = record_fingerprints(loaded.cohort, loaded.schema);
+    model.observations = ObservationModel::fit(model.encoder, model.encoder.encode(loaded.cohort));
     Cohort mine = shard(loaded.cohort);
     loaded.cohort = Cohort();  // the shard is all this rank keeps
     data = model.encoder.encode(mine);
