@@ -49,6 +49,29 @@ Fitted fit_scheduled(const TempDir& dir) {
   return f;
 }
 
+// A small default- or seed-preset run on scheduled_csv, checkpoint at dir/m.hg.
+TrainConfig scheduled_config(const TempDir& dir, TrainConfig base, bool sparse) {
+  base.data_path = scheduled_csv(dir, sparse);
+  base.id_column = "id";
+  base.time_column = "hour";
+  base.out_path = dir.file("m.hg");
+  base.hidden = 16;
+  base.levels = 1;
+  base.diffusion.n_steps = 10;
+  base.epochs = 1;
+  return base;
+}
+
+SampleConfig ddim_config(const TempDir& dir, const TrainConfig& c, int64_t n) {
+  SampleConfig s;
+  s.model_path = c.out_path;
+  s.out_path = dir.file("syn.csv");
+  s.n = n;
+  s.sampler = SamplerKind::kDdim;
+  s.sample_steps = 3;
+  return s;
+}
+
 size_t unit_of(const Fitted& f, const std::string& name) {
   const auto& v = f.data.schema.variables[f.data.schema.variable_index(name)];
   for (size_t i = 0; i < f.model.units().size(); ++i)
@@ -213,28 +236,15 @@ TEST(ObservationModel, JsonRoundTripAndCorruptTables) {
   expect_error(bad, f.encoder.channels(), 16, "checkpoint observation model");
 }
 
-// Through train and sample: a default-preset checkpoint carries the model, and
-// sampling with it puts the observations on the training schedule; the seed
-// preset samples as before (the network places them).
+// Through train and sample: a checkpoint carries the model, and sampling with
+// it puts the observations on the training schedule.
 TEST(ObservationModel, SampledCohortFollowsTheSchedule) {
   TempDir dir;
-  TrainConfig c = default_preset();
-  c.data_path = scheduled_csv(dir);
-  c.id_column = "id";
-  c.time_column = "hour";
-  c.out_path = dir.file("m.hg");
-  c.hidden = 16;
-  c.diffusion.n_steps = 20;
-  c.epochs = 1;
+  TrainConfig c = scheduled_config(dir, default_preset(), false);
   train(c);
   auto ck = load_checkpoint(c.out_path);
   ASSERT_EQ(ck.model.observations.units().size(), 2u);
-  SampleConfig s;
-  s.model_path = c.out_path;
-  s.out_path = dir.file("syn.csv");
-  s.n = 40;
-  s.sampler = SamplerKind::kDdim;
-  s.sample_steps = 5;
+  SampleConfig s = ddim_config(dir, c, 40);
   s.observations = true;  // this cohort is not sparse: off by default
   auto r = sample_to_csv(s);
   EXPECT_EQ(r.accepted, 40);
@@ -265,25 +275,12 @@ TEST(ObservationModel, DefaultFollowsSparsity) {
   TempDir dir;
   for (bool sparse : {false, true})
     for (const char* preset : {"default", "seed"}) {
-      TrainConfig c = preset_by_name(preset);
-      c.data_path = scheduled_csv(dir, sparse);
-      c.id_column = "id";
-      c.time_column = "hour";
-      c.out_path = dir.file("m.hg");
-      c.hidden = 16;
-      c.levels = 1;
-      c.diffusion.n_steps = 10;
-      c.epochs = 1;
+      TrainConfig c = scheduled_config(dir, preset_by_name(preset), sparse);
       train(c);
       auto ck = load_checkpoint(c.out_path);
       EXPECT_EQ(ck.model.observations.sparse(), sparse);
       if (sparse) EXPECT_NEAR(ck.model.observations.observed_share(), 840.0 / 2880.0, 1e-12);
-      SampleConfig s;
-      s.model_path = c.out_path;
-      s.out_path = dir.file("syn.csv");
-      s.n = 4;
-      s.sampler = SamplerKind::kDdim;
-      s.sample_steps = 2;
+      SampleConfig s = ddim_config(dir, c, 4);
       s.guardrail = false;
       EXPECT_EQ(sample_to_csv(s).observation_model, sparse && std::string(preset) == "default")
           << preset << (sparse ? " sparse" : " dense");
