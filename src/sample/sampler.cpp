@@ -198,9 +198,9 @@ Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleRes
         if (on_progress) on_progress(pr);
       });
     }
-    // The chain ends on a projected x0 already; once more makes the schedules
-    // exact whatever the sampler's last step rounds.
-    if (place) x = sopt.project_x0(x);
+    // The chain ends on a projected x0 already; placing once more makes the
+    // schedules exact whatever the sampler's last step rounds.
+    if (place) x = place(x);
     x = x.to(torch::kCPU, torch::kFloat);
     pr.attempted += b;
     torch::Tensor keep =

@@ -180,10 +180,13 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
     auto conditions = ConditionSpec::fit(loaded.schema, loaded.cohort, cfg.condition_on);
     model = DiffusionModel::create(encoder, unet, cfg.diffusion, conditions);
     model.training_fingerprints = record_fingerprints(loaded.cohort, loaded.schema);
-    model.observations = ObservationModel::fit(model.encoder, model.encoder.encode(loaded.cohort));
+    // The observations are counted on the whole cohort, the design tensor is
+    // the shard's: one encoding serves both on a single process.
+    EncodedCohort whole = model.encoder.encode(loaded.cohort);
+    model.observations = ObservationModel::fit(model.encoder, whole);
     Cohort mine = shard(loaded.cohort);
     loaded.cohort = Cohort();  // the shard is all this rank keeps
-    data = model.encoder.encode(mine);
+    data = world == 1 ? std::move(whole) : model.encoder.encode(mine);
     cond_rows = conditions.indices(mine);
     if (comm) {
       // Per-cell mean and variance over all ranks' patients.

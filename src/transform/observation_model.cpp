@@ -21,6 +21,11 @@ int64_t gap_state(int64_t step, int64_t last, int64_t max_gap) {
 
 constexpr double kPartnerJaccard = 0.8;
 
+// Where P(observed | t, s, q) sits in a unit's table.
+size_t table_index(int64_t t, int64_t s, int64_t q, int64_t states) {
+  return static_cast<size_t>((t * states + s) * 2 + q);
+}
+
 double odds(double p) {
   p = std::clamp(p, 1e-12, 1.0 - 1e-12);
   return p / (1.0 - p);
@@ -108,7 +113,7 @@ ObservationModel ObservationModel::fit(const Encoder& encoder, const EncodedCoho
         const auto cell = static_cast<size_t>(p * len + t);
         if (state[i][cell] < 0) continue;
         const int q = u.partner >= 0 && state[static_cast<size_t>(u.partner)][cell] == 1;
-        const auto k = static_cast<size_t>((t * states + gap_state(t, last, max_gap)) * 2 + q);
+        const auto k = table_index(t, gap_state(t, last, max_gap), q, states);
         seen[k] += 1.0;
         if (state[i][cell] == 1) {
           on[k] += 1.0;
@@ -128,7 +133,7 @@ ObservationModel ObservationModel::fit(const Encoder& encoder, const EncodedCoho
     for (int64_t t = 0; t < len; ++t)
       for (int64_t s = 0; s < states; ++s)
         for (size_t q = 0; q < 2; ++q) {
-          const auto k = static_cast<size_t>((t * states + s) * 2) + q;
+          const auto k = table_index(t, s, static_cast<int64_t>(q), states);
           on_s[static_cast<size_t>(s)] += on[k];
           seen_s[static_cast<size_t>(s)] += seen[k];
           on_sq[static_cast<size_t>(s * 2) + q] += on[k];
@@ -148,7 +153,7 @@ ObservationModel ObservationModel::fit(const Encoder& encoder, const EncodedCoho
         const double partner = (on_sq[g] + prior * gap) / (seen_sq[g] + prior);
         const double ratio = u.partner >= 0 ? odds(partner) / odds(gap) : 1.0;
         for (int64_t t = 0; t < len; ++t) {
-          const auto k0 = static_cast<size_t>((t * states + s) * 2);
+          const auto k0 = table_index(t, s, 0, states);
           const double step =
               (on[k0] + on[k0 + 1] + prior * gap) / (seen[k0] + seen[k0 + 1] + prior);
           const double o = odds(step) * ratio;
@@ -170,8 +175,7 @@ double ObservationModel::probability(size_t unit, int64_t step, int64_t since,
     throw UsageError("observation model: no unit " + std::to_string(unit) + " at step " +
                      std::to_string(step));
   const int64_t s = std::min(since, max_gap_);
-  return units_[unit]
-      .p[static_cast<size_t>((step * (max_gap_ + 1) + s) * 2 + (partner_on ? 1 : 0))];
+  return units_[unit].p[table_index(step, s, partner_on ? 1 : 0, max_gap_ + 1)];
 }
 
 ObservationModel::Draw ObservationModel::sample(const torch::Tensor& lengths_in,
@@ -208,7 +212,7 @@ ObservationModel::Draw ObservationModel::sample(const torch::Tensor& lengths_in,
           continue;
         }
         const int q = u.partner >= 0 && on[static_cast<size_t>(u.partner)][static_cast<size_t>(t)];
-        const auto k = static_cast<size_t>((t * states + gap_state(t, last, max_gap_)) * 2 + q);
+        const auto k = table_index(t, gap_state(t, last, max_gap_), q, states);
         const bool hit = ub[t] < u.p[k];
         vb[u.channel * len + t] = hit ? 1.f : -1.f;
         if (hit) {
@@ -225,13 +229,13 @@ ObservationModel::Draw ObservationModel::sample(const torch::Tensor& lengths_in,
 std::function<torch::Tensor(const torch::Tensor&)> ObservationModel::projection(
     const Draw& draw, torch::Device device) {
   const int64_t c = draw.known.size(0);
-  auto known = draw.known.to(device).view({1, c, 1});
+  auto known = (draw.known > 0).to(device).view({1, c, 1});
   auto values = draw.values.to(device);
+  // Runs at every denoising step: one select, no arithmetic.
   return [known, values](const torch::Tensor& x0) {
     if (x0.sizes() != values.sizes())
       throw InputError("observation projection: x0 must have the draw's shape");
-    auto k = known.to(x0.scalar_type());
-    return x0 * (1 - k) + values.to(x0.scalar_type()) * k;
+    return torch::where(known, values.to(x0.scalar_type()), x0);
   };
 }
 
