@@ -7,6 +7,7 @@
 # or hangs still leaves the others' results.
 #   scripts/gpu_check.sh            PYTHON=/path/to/python3 scripts/gpu_check.sh
 #   STAGES="tests bench" scripts/gpu_check.sh    # the build, then only those stages
+#   BENCH=quick: one reference run and the main variants only (a short check)
 # Stages (STAGES, default all): tests (the CUDA tests), bench (against the
 # reference), product (train and sample on the GPU), suite (ctest, evaluate).
 set -uo pipefail
@@ -32,11 +33,18 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 prefix=$("$py" -c 'import torch; print(torch.utils.cmake_prefix_path)')
 "$py" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' | tee -a "$out/gpu.txt"
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
+# healthgym's CUDA kernels need nvcc; CMake looks on PATH and in CUDACXX.
+if [ -z "${CUDACXX:-}" ] && ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then
+  export CUDACXX=/usr/local/cuda/bin/nvcc
+fi
 
-# Build; if it fails, retry without NCCL, then without the CUDA graph code, so
-# that whatever does build is still measured (the summary says which).
+# Build with healthgym's CUDA kernels; if it fails, retry without them, then
+# without NCCL, then without the CUDA graph code, so that whatever does build is
+# still measured (the summary says which).
 built=""
-for extra in "" "-DHEALTHGYM_DISTRIBUTED=OFF" "-DHEALTHGYM_DISTRIBUTED=OFF -DHEALTHGYM_CUDA_GRAPHS=OFF"; do
+for extra in "-DHEALTHGYM_CUDA_KERNELS=ON" "-DHEALTHGYM_CUDA_KERNELS=OFF" \
+  "-DHEALTHGYM_CUDA_KERNELS=OFF -DHEALTHGYM_DISTRIBUTED=OFF" \
+  "-DHEALTHGYM_DISTRIBUTED=OFF -DHEALTHGYM_CUDA_GRAPHS=OFF"; do
   # shellcheck disable=SC2086
   if stage configure 120 cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_PREFIX_PATH="$prefix" $extra &&
@@ -59,32 +67,40 @@ bin=build-cuda/healthgym
 # CUDA tests first (they are what only this machine can run).
 if want tests; then
   stage cuda_tests 120 build-cuda/tests/healthgym_tests \
-    --gtest_filter='FastPaths*:FastPathsCuda*:PreparedUNet*:DistNccl*:DistConfig*'
+    --gtest_filter='FastPaths*:FastPathsCuda*:PreparedUNet*:GroupNormSilu*:DistNccl*:DistConfig*'
   tail -n 25 "$out/cuda_tests.log"
 fi
 
 # Bench against the reference at its shapes, alternating; the main pair twice.
-# A variant is "precision graph prepared"; its log is hg_PRECISION_GRAPH[_module]_ROUND.
+# A variant is "precision graph prepared [layout]"; its log is
+# hg_PRECISION_GRAPH[_module][_cf]_ROUND.
 if want bench; then
-  for round in 1 2; do
+  rounds="1 2"
+  [ "${BENCH:-full}" = quick ] && rounds=1
+  for round in $rounds; do
     stage "ref_$round" 120 "$py" bench/seed_reference.py --device cuda --train-steps 50
     tail -n 1 "$out/ref_$round.log"
     variants=("bf16 auto on")
-    [ "$round" = 1 ] && variants+=("bf16 auto off" "fp32 auto on" "fp16 auto on" "fp16 off off"
-      "bf16 off off")
+    [ "$round" = 1 ] && variants+=("bf16 auto on channels-first")
+    [ "$round" = 1 ] && [ "${BENCH:-full}" != quick ] && variants+=("bf16 auto off"
+      "fp32 auto on" "fp16 auto on" "fp16 off off" "bf16 off off")
     for v in "${variants[@]}"; do
       # shellcheck disable=SC2086 # a variant is words
       set -- $v
+      layout=${4:-auto}
       name="hg_${1}_${2}"
       [ "$3" = off ] && [ "$2" != off ] && name+="_module"
+      [ "$layout" = channels-first ] && name+="_cf"
       stage "${name}_$round" 120 "$bin" bench --device cuda --train-steps 50 \
-        --precision "$1" --graph "$2" --prepared "$3"
+        --precision "$1" --graph "$2" --prepared "$3" --layout "$layout"
       tail -n 1 "$out/${name}_$round.log"
     done
   done
   stage hg_bf16_ddim25 120 "$bin" bench --device cuda --train-steps 50 --precision bf16 \
     --sampler ddim --ddim-steps 25
   tail -n 1 "$out/hg_bf16_ddim25.log"
+fi
+if want bench && [ "${BENCH:-full}" != quick ]; then
   # What the step is made of: its operations one by one, and the reference network
   # itself replayed as a CUDA graph.
   stage kernels_bf16 90 "$py" bench/gpu_kernels.py

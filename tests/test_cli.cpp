@@ -113,7 +113,27 @@ TEST(Cli, BenchPrintsOneJsonLine) {
   EXPECT_GT(j["train_seq_per_s"].get<double>(), 0);
   EXPECT_GT(j["sample_seq_per_s"].get<double>(), 0);
   EXPECT_EQ(j["threads"], 1);
+  EXPECT_EQ(j["sample_layout"], "channels-first");  // the CPU default
   r = run_command(kBin + " bench --seq-len 200 --target-len 100");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.output, HasSubstr("--seq-len <= --target-len"));
+  r = run_command(kBin + " bench --streams 0");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("--streams must be in 1..64"));
+}
+
+// The channels-last prepared network on the CPU (its normalisation through
+// LibTorch operations), the batch "split" across streams (one after the other here).
+TEST(Cli, BenchTakesALayout) {
+  auto r = run_command(kBin +
+                       " bench --hidden 16 --features 5 --seq-len 12 --target-len 16 --batch 4 "
+                       "--n-steps 20 --train-steps 1 --sample-batch 3 --sample-steps 2 "
+                       "--threads 1 --layout channels-last --streams 2 2>/dev/null");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = nlohmann::json::parse(r.output.substr(0, r.output.find('\n')));
+  EXPECT_EQ(j["sample_layout"], "channels-last");
+  EXPECT_EQ(j["sample_streams"], 2);
+  r = run_command(kBin + " bench --layout nchw");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("--layout"));
 }

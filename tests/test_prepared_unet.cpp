@@ -4,6 +4,7 @@
 
 #include "healthgym/compat.hpp"
 #include "healthgym/cuda_graph.hpp"
+#include "healthgym/cuda_kernels.hpp"
 #include "healthgym/diffusion.hpp"
 #include "healthgym/error.hpp"
 #include "healthgym/prepared_unet.hpp"
@@ -43,6 +44,10 @@ float max_rel_diff(const torch::Tensor& a, const torch::Tensor& b) {
   return ((a - b).abs().max() / b.abs().max().clamp_min(1e-6)).item<float>();
 }
 
+// Both layouts on the CPU (channels-last there normalises through LibTorch
+// operations: what the CUDA kernel is tested against).
+const PreparedLayout kLayouts[] = {PreparedLayout::kChannelsFirst, PreparedLayout::kChannelsLast};
+
 }  // namespace
 
 TEST(PreparedUNet, MatchesTheModuleInFp32) {
@@ -52,17 +57,25 @@ TEST(PreparedUNet, MatchesTheModuleInFp32) {
     // Odd length: the up path crops and pads to the skips' lengths.
     auto x = torch::randn({6, 5, 37});
     auto t = torch::randint(0, 50, {6}, torch::kLong);
-    PreparedUNet p(net, torch::kFloat);
     torch::Tensor expected;
     {
       torch::NoGradGuard ng;
       expected = net->forward(x, t);
     }
-    auto got = p.forward(x, t);
-    EXPECT_EQ(got.scalar_type(), torch::kFloat);
-    EXPECT_EQ(got.sizes(), expected.sizes());
-    EXPECT_LT(max_rel_diff(got, expected), 1e-5) << "levels " << levels;
+    for (auto layout : kLayouts) {
+      PreparedUNet p(net, torch::kFloat, {}, layout);
+      EXPECT_EQ(p.channels_last(), layout == PreparedLayout::kChannelsLast);
+      auto got = p.forward(x, t);
+      EXPECT_EQ(got.scalar_type(), torch::kFloat);
+      EXPECT_EQ(got.sizes(), expected.sizes());
+      EXPECT_TRUE(got.is_contiguous());
+      EXPECT_LT(max_rel_diff(got, expected), 1e-5)
+          << "levels " << levels << ", channels-last " << p.channels_last();
+    }
   }
+  // On the CPU the default is channels-first.
+  auto net = random_net(small_config());
+  EXPECT_FALSE(PreparedUNet(net, torch::kFloat).channels_last());
 }
 
 // Width 8 in 8 groups down to length 1 (a sample test's model): convolution
@@ -77,9 +90,11 @@ TEST(PreparedUNet, MatchesTheModuleAtTinyShapes) {
     auto x = torch::randn({batch, 3, 8});
     auto t = torch::randint(0, 50, {batch}, torch::kLong);
     torch::NoGradGuard ng;
-    EXPECT_LT(max_rel_diff(PreparedUNet(net, torch::kFloat).forward(x, t), net->forward(x, t)),
-              1e-5)
-        << "batch " << batch;
+    for (auto layout : kLayouts)
+      EXPECT_LT(max_rel_diff(PreparedUNet(net, torch::kFloat, {}, layout).forward(x, t),
+                             net->forward(x, t)),
+                1e-5)
+          << "batch " << batch << ", layout " << static_cast<int>(layout);
   }
 }
 
@@ -93,11 +108,15 @@ TEST(PreparedUNet, MatchesTheModuleWithConditions) {
   auto cond = torch::stack(
       {torch::randint(0, 3, {5}, torch::kLong), torch::randint(0, 4, {5}, torch::kLong)}, 1);
   torch::NoGradGuard ng;
-  EXPECT_LT(
-      max_rel_diff(PreparedUNet(net, torch::kFloat, cond).forward(x, t), net->forward(x, t, cond)),
-      1e-5);
-  // No conditions given: each variable's last (dropped) row, as the module.
-  EXPECT_LT(max_rel_diff(PreparedUNet(net, torch::kFloat).forward(x, t), net->forward(x, t)), 1e-5);
+  for (auto layout : kLayouts) {
+    EXPECT_LT(max_rel_diff(PreparedUNet(net, torch::kFloat, cond, layout).forward(x, t),
+                           net->forward(x, t, cond)),
+              1e-5);
+    // No conditions given: each variable's last (dropped) row, as the module.
+    EXPECT_LT(max_rel_diff(PreparedUNet(net, torch::kFloat, {}, layout).forward(x, t),
+                           net->forward(x, t)),
+              1e-5);
+  }
 }
 
 TEST(PreparedUNet, Bf16StaysCloseToFp32) {
@@ -106,10 +125,12 @@ TEST(PreparedUNet, Bf16StaysCloseToFp32) {
   auto x = torch::randn({4, 5, 32});
   auto t = torch::randint(0, 50, {4}, torch::kLong);
   auto fp32 = PreparedUNet(net, torch::kFloat).forward(x, t);
-  auto bf16 = PreparedUNet(net, torch::kBFloat16).forward(x, t);
-  EXPECT_EQ(bf16.scalar_type(), torch::kFloat);
-  // bf16 keeps 8 bits of mantissa; a dozen layers deep the error stays a few percent.
-  EXPECT_LT(max_rel_diff(bf16, fp32), 0.05);
+  for (auto layout : kLayouts) {
+    auto bf16 = PreparedUNet(net, torch::kBFloat16, {}, layout).forward(x, t);
+    EXPECT_EQ(bf16.scalar_type(), torch::kFloat);
+    // bf16 keeps 8 bits of mantissa; a dozen layers deep the error stays a few percent.
+    EXPECT_LT(max_rel_diff(bf16, fp32), 0.05);
+  }
 }
 
 TEST(PreparedUNet, IgnoresAnActiveAutocast) {
@@ -148,6 +169,7 @@ TEST(PreparedUNet, RejectsWhatTheModuleRejects) {
                UsageError);  // conditions for 4
   EXPECT_THROW(PreparedUNet(net, torch::kFloat, torch::zeros({4, 2}, torch::kLong)), UsageError);
   EXPECT_THROW(PreparedUNet(net, torch::kInt), UsageError);
+  EXPECT_THROW(PreparedUNet(net, torch::kFloat, {}, PreparedLayout::kAuto, 0), UsageError);
   auto plain = random_net(small_config());
   EXPECT_THROW(PreparedUNet(plain, torch::kFloat, torch::zeros({4, 1}, torch::kLong)), UsageError);
 }
@@ -207,9 +229,38 @@ TEST(PreparedUNetCuda, GraphedChainTracksTheModule) {
   const std::pair<torch::ScalarType, double> cases[] = {{torch::kFloat, 1e-2},
                                                         {torch::kBFloat16, 0.1}};
   for (const auto& [dtype, tol] : cases) {
-    auto got = reverse_diffusion_from(prepared_denoiser(net, dtype, {}, {}, 1.0), schedule,
-                                      x_t.clone(), o);
-    EXPECT_EQ(last_chain_mode(), "cuda-graph");
-    EXPECT_LT((got - module).abs().max().item<float>(), tol) << c10::toString(dtype);
+    for (auto layout : {PreparedLayout::kAuto, PreparedLayout::kChannelsFirst})
+      for (int64_t streams : {1, 2}) {
+        auto got = reverse_diffusion_from(
+            prepared_denoiser(net, dtype, {}, {}, 1.0, layout, streams), schedule, x_t.clone(), o);
+        EXPECT_EQ(last_chain_mode(), "cuda-graph");
+        EXPECT_LT((got - module).abs().max().item<float>(), tol)
+            << c10::toString(dtype) << ", layout " << static_cast<int>(layout) << ", streams "
+            << streams;
+      }
   }
+}
+
+// On a GPU, one call: the default layout is channels-last with the kernels
+// built, and the prepared network equals the module there (odd length,
+// conditions, fp32; cuDNN may use TF32 on both sides).
+TEST(PreparedUNetCuda, ChannelsLastMatchesTheModule) {
+  if (!built_with_cuda() || !torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  auto uc = small_config();
+  uc.cond_sizes = {3};
+  auto net = random_net(uc);
+  net->to(torch::kCUDA);
+  torch::manual_seed(13);
+  auto x = torch::randn({6, 5, 37}).to(torch::kCUDA);
+  auto t = torch::randint(0, 50, {6}, torch::kLong).to(torch::kCUDA);
+  auto cond = torch::randint(0, 3, {6, 1}, torch::kLong).to(torch::kCUDA);
+  PreparedUNet p(net, torch::kFloat, cond);
+  EXPECT_EQ(p.channels_last(), built_with_cuda_kernels());
+  torch::NoGradGuard ng;
+  auto expected = net->forward(x, t, cond);
+  EXPECT_LT(max_rel_diff(p.forward(x, t), expected), 1e-2);
+  // The batch split across 4 streams (6 = 2 + 2 + 2 + 0 rows).
+  PreparedUNet split(net, torch::kFloat, cond, PreparedLayout::kAuto, 4);
+  EXPECT_LT(max_rel_diff(split.forward(x, t), expected), 1e-2);
+  EXPECT_LT(max_rel_diff(PreparedUNet(net, torch::kBFloat16, cond).forward(x, t), expected), 0.05);
 }

@@ -49,6 +49,15 @@ Action register_bench(CLI::App& app) {
                   "GroupNorm and FiLM in one op); off: the training module under autocast")
       ->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();
+  sub->add_option("--layout", c.layout,
+                  "the prepared network's activations: auto (channels-last on a GPU when "
+                  "healthgym's CUDA kernels are built), channels-first or channels-last")
+      ->check(CLI::IsMember({"auto", "channels-first", "channels-last"}))
+      ->capture_default_str();
+  sub->add_option("--streams", c.streams,
+                  "CUDA streams the channels-last network splits each sample batch across "
+                  "(parallel branches of the denoising step's graph)")
+      ->capture_default_str();
   sub->add_option("--ddim-steps", c.ddim_steps, "K for --sampler ddim (0 = T)")
       ->capture_default_str();
   return [o] {

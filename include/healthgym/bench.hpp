@@ -32,6 +32,10 @@ struct BenchConfig {
   // Sample through a PreparedUNet (weights cast once, FiLM tables, GroupNorm
   // and FiLM in one op) rather than the training module under autocast.
   bool prepared = true;
+  // The prepared network's layout: auto (channels-last with healthgym's CUDA
+  // kernels on a GPU that has them), channels-first or channels-last.
+  std::string layout = "auto";
+  int64_t streams = 1;  // CUDA streams the channels-last network splits the batch across
 
   void validate() const;  // throws UsageError
 };

@@ -48,4 +48,26 @@ class GraphedCall {
   std::unique_ptr<Impl> impl_;
 };
 
+// Runs body(0), ..., body(n - 1) each on its own CUDA stream, after the work
+// already queued on the current stream and before any queued after (fork and
+// join by events, so a CUDA graph capture records them as parallel branches):
+// small kernels of independent pieces of a batch then share the GPU. The n
+// streams are taken once. Off CUDA the bodies run one after the other. Work in
+// a body must only write memory allocated before the call or inside the body.
+class ParallelStreams {
+ public:
+  ParallelStreams(const torch::Device& device, int64_t n);
+  ~ParallelStreams();
+  ParallelStreams(const ParallelStreams&) = delete;
+  ParallelStreams& operator=(const ParallelStreams&) = delete;
+
+  int64_t size() const { return n_; }
+  void run(const std::function<void(int64_t)>& body);
+
+ private:
+  struct Impl;
+  int64_t n_;
+  std::unique_ptr<Impl> impl_;
+};
+
 }  // namespace healthgym

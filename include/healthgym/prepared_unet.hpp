@@ -8,16 +8,29 @@
 // FiLM is folded into its GroupNorm's affine per (sample, channel), so a
 // block's normalisation and modulation are one group_norm over the batch seen
 // as one sample with B x groups groups; the transposed convolutions' kernels
-// are rebuilt once. About a third of the kernels per step remain, which is
-// what bounds a denoising step on a GPU at the reference shapes.
+// are rebuilt once. On a GPU with healthgym's CUDA kernels built, activations
+// are kept channels-last ([B, L, C]): each normalisation with its SiLU is one
+// kernel of ours, the convolutions run as cuDNN's channels-last ones (faster
+// than [B, C, L] at these shapes) and the per-time linears as plain matrix
+// products.
 #include <torch/torch.h>
 
 #include <memory>
+#include <string>
 #include <vector>
 
+#include "healthgym/cuda_graph.hpp"
 #include "healthgym/unet.hpp"
 
 namespace healthgym {
+
+// How activations are laid out. kAuto: channels-last on a CUDA device when
+// healthgym's CUDA kernels are built, channels-first otherwise.
+enum class PreparedLayout { kAuto, kChannelsFirst, kChannelsLast };
+// Whether `layout` means channels-last for a network on `device`.
+bool prepared_channels_last(PreparedLayout layout, const torch::Device& device);
+PreparedLayout prepared_layout_from_string(
+    const std::string& s);  // auto | channels-first | channels-last
 
 class PreparedUNet {
  public:
@@ -25,13 +38,15 @@ class PreparedUNet {
   // device, computing in dtype (kFloat, kBFloat16 or kHalf). cond: [B, k] row
   // indices that every call uses (forward's batch must then be B), or
   // undefined for each conditioning variable's last row, as UNet::forward.
-  PreparedUNet(UNet& net, torch::ScalarType dtype, const torch::Tensor& cond = {});
+  PreparedUNet(UNet& net, torch::ScalarType dtype, const torch::Tensor& cond = {},
+               PreparedLayout layout = PreparedLayout::kAuto, int64_t streams = 1);
 
   // eps-hat [B, features, L] in fp32 for x [B, features, L] (any floating
   // type) at steps t [B] int64. Runs without autograd and without autocast.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t) const;
 
   torch::ScalarType dtype() const { return dtype_; }
+  bool channels_last() const { return channels_last_; }
 
  private:
   struct Block {
@@ -39,10 +54,19 @@ class PreparedUNet {
   };
   torch::Tensor block(const Block& b, int64_t index, const torch::Tensor& x,
                       const torch::Tensor& affine) const;
+  torch::Tensor block_cl(const Block& b, int64_t index, const torch::Tensor& x,
+                         const torch::Tensor& affine) const;
+  torch::Tensor affine(const torch::Tensor& t, int64_t batch) const;
+  torch::Tensor forward_cl(const torch::Tensor& x, const torch::Tensor& affine) const;
 
   UNetConfig config_;
   torch::ScalarType dtype_;
-  torch::ScalarType norm_dtype_;  // GroupNorm's: dtype on CUDA, fp32 elsewhere
+  torch::ScalarType norm_dtype_;  // GroupNorm's: dtype on CUDA, fp32 elsewhere and channels-last
+  // Channels-last: convolution weights [Cout, Cin, 1, K] in channels-last
+  // memory, linears as [Cin, Cout]; otherwise [Cout, Cin, K] (linears K = 1).
+  bool channels_last_ = false;
+  // Channels-last on CUDA with streams > 1: the batch split across them.
+  std::shared_ptr<ParallelStreams> parallel_;
   int64_t groups_ = 1;
   double eps_ = 1e-5;
   int64_t cond_batch_ = 0;  // rows of cond (0: none given)

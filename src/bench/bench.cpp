@@ -9,6 +9,7 @@
 #include "healthgym/diffusion.hpp"
 #include "healthgym/error.hpp"
 #include "healthgym/grad_scaler.hpp"
+#include "healthgym/prepared_unet.hpp"
 #include "healthgym/train_step.hpp"
 #include "healthgym/unet.hpp"
 
@@ -30,6 +31,8 @@ void BenchConfig::validate() const {
   need(ddim_steps >= 0 && ddim_steps <= n_steps, "--ddim-steps must be in 0..--n-steps");
   need(graph == "auto" || graph == "on" || graph == "off",
        "--graph must be auto, on or off, is '" + graph + "'");
+  prepared_layout_from_string(layout);  // throws UsageError naming it
+  need(streams >= 1 && streams <= 64, "--streams must be in 1..64");
 }
 
 namespace {
@@ -165,9 +168,10 @@ json run_bench(const BenchConfig& c) {
   const int64_t timed = c.sample_steps > 0 ? std::min(c.sample_steps, chain) : chain;
   auto x = torch::randn({c.sample_batch, c.features, c.target_len}, data.options());
   const auto compute_dtype = amp ? amp_dtype : torch::kFloat;
+  const auto layout = prepared_layout_from_string(c.layout);
   // Preparing belongs to the chain's time: sample prepares once per batch.
   auto denoiser = [&] {
-    return c.prepared ? prepared_denoiser(net, compute_dtype, {}, {}, 1.0)
+    return c.prepared ? prepared_denoiser(net, compute_dtype, {}, {}, 1.0, layout, c.streams)
                       : guided_denoiser(net, {}, {}, 1.0);
   };
   const bool sample_amp = amp && !c.prepared;
@@ -196,6 +200,8 @@ json run_bench(const BenchConfig& c) {
                   ? torch::kFloat
                   : (c.precision == Precision::kBf16 ? torch::kBFloat16 : torch::kHalf));
   const double train_gflop = 3.0 * fwd / 1e9;
+  const std::string sample_layout =
+      c.prepared && prepared_channels_last(layout, device) ? "channels-last" : "channels-first";
   return {{"impl", "healthgym"},
           {"forward_gflop_per_seq", fwd / 1e9},
           {"train_gflop_per_seq", train_gflop},
@@ -211,6 +217,8 @@ json run_bench(const BenchConfig& c) {
           {"train_mode", train_mode},
           {"sample_mode", sample_mode},
           {"sample_net", c.prepared ? "prepared" : "module"},
+          {"sample_layout", sample_layout},
+          {"sample_streams", c.streams},
           {"chain_steps", chain},
           {"hidden", c.hidden},
           {"features", c.features},

@@ -1,10 +1,12 @@
 #include "healthgym/cuda_graph.hpp"
 
 #include <optional>
+#include <vector>
 
 #include "healthgym/compat.hpp"
 
 #ifdef HEALTHGYM_CUDA
+#include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -112,6 +114,52 @@ void GraphedCall::operator()() {
   }
 #endif
   body_();
+}
+
+#ifdef HEALTHGYM_CUDA
+struct ParallelStreams::Impl {
+  bool cuda = false;
+  std::vector<c10::cuda::CUDAStream> streams;
+};
+#else
+struct ParallelStreams::Impl {};
+#endif
+
+ParallelStreams::ParallelStreams(const torch::Device& device, int64_t n)
+    : n_(std::max<int64_t>(n, 1)), impl_(new Impl) {
+#ifdef HEALTHGYM_CUDA
+  impl_->cuda = device.is_cuda();
+  if (impl_->cuda)
+    for (int64_t i = 0; i < n_; ++i)
+      impl_->streams.push_back(c10::cuda::getStreamFromPool(false, device.index()));
+#else
+  (void)device;
+#endif
+}
+
+ParallelStreams::~ParallelStreams() = default;
+
+void ParallelStreams::run(const std::function<void(int64_t)>& body) {
+#ifdef HEALTHGYM_CUDA
+  if (impl_->cuda && n_ > 1) {
+    auto current = c10::cuda::getCurrentCUDAStream(impl_->streams.front().device_index());
+    at::cuda::CUDAEvent fork;
+    fork.record(current);
+    std::vector<at::cuda::CUDAEvent> done(static_cast<size_t>(n_));
+    for (int64_t i = 0; i < n_; ++i) {
+      const auto& stream = impl_->streams[static_cast<size_t>(i)];
+      fork.block(stream);
+      {
+        c10::cuda::CUDAStreamGuard guard(stream);
+        body(i);
+      }
+      done[static_cast<size_t>(i)].record(stream);
+    }
+    for (auto& e : done) e.block(current);
+    return;
+  }
+#endif
+  for (int64_t i = 0; i < n_; ++i) body(i);
 }
 
 }  // namespace healthgym

@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "healthgym/cuda_kernels.hpp"
 #include "healthgym/error.hpp"
 
 namespace healthgym {
@@ -18,7 +19,20 @@ Tensor as_conv1(const Tensor& linear_weight) { return linear_weight.unsqueeze(-1
 
 }  // namespace
 
-PreparedUNet::PreparedUNet(UNet& net, torch::ScalarType dtype, const Tensor& cond)
+bool prepared_channels_last(PreparedLayout layout, const torch::Device& device) {
+  return layout == PreparedLayout::kChannelsLast ||
+         (layout == PreparedLayout::kAuto && device.is_cuda() && built_with_cuda_kernels());
+}
+
+PreparedLayout prepared_layout_from_string(const std::string& s) {
+  if (s == "auto") return PreparedLayout::kAuto;
+  if (s == "channels-first") return PreparedLayout::kChannelsFirst;
+  if (s == "channels-last") return PreparedLayout::kChannelsLast;
+  throw UsageError("layout must be auto, channels-first or channels-last, is '" + s + "'");
+}
+
+PreparedUNet::PreparedUNet(UNet& net, torch::ScalarType dtype, const Tensor& cond,
+                           PreparedLayout layout, int64_t streams)
     : config_(net->config()), dtype_(dtype) {
   if (dtype != torch::kFloat && dtype != torch::kBFloat16 && dtype != torch::kHalf)
     throw UsageError("a prepared U-Net computes in fp32, bf16 or fp16");
@@ -27,7 +41,11 @@ PreparedUNet::PreparedUNet(UNet& net, torch::ScalarType dtype, const Tensor& con
   auto params = net->named_parameters();
   auto buffers = net->named_buffers();
   const auto device = params.begin()->value().device();
-  norm_dtype_ = device.is_cuda() ? dtype : torch::kFloat;
+  channels_last_ = prepared_channels_last(layout, device);
+  if (streams < 1) throw UsageError("a prepared U-Net needs streams >= 1");
+  if (channels_last_ && device.is_cuda() && streams > 1)
+    parallel_ = std::make_shared<ParallelStreams>(device, streams);
+  norm_dtype_ = device.is_cuda() && !channels_last_ ? dtype : torch::kFloat;
   const int64_t c = config_.hidden, levels = config_.levels;
   groups_ = std::max<int64_t>(1, std::min(config_.groups, c));
   for (const auto& m : net->modules(/*include_self=*/false)) {
@@ -39,25 +57,32 @@ PreparedUNet::PreparedUNet(UNet& net, torch::ScalarType dtype, const Tensor& con
   auto p = [&](const std::string& name) { return params[name].detach(); };
   // Copies, so that the snapshot does not follow later updates of the weights.
   auto cast = [&](const Tensor& t) { return t.to(dtype_, false, true).contiguous(); };
-  in1_w_ = cast(as_conv1(p("in1.weight")));
+  auto conv_w = [&](const Tensor& w) {  // [Cout, Cin, K]
+    return channels_last_ ? cast(w).unsqueeze(2).contiguous(torch::MemoryFormat::ChannelsLast)
+                          : cast(w);
+  };
+  auto linear_w = [&](const Tensor& w) {  // [Cout, Cin]
+    return channels_last_ ? cast(w.t()) : cast(as_conv1(w));
+  };
+  in1_w_ = linear_w(p("in1.weight"));
   in1_b_ = cast(p("in1.bias"));
-  in2_w_ = cast(as_conv1(p("in2.weight")));
+  in2_w_ = linear_w(p("in2.weight"));
   in2_b_ = cast(p("in2.bias"));
-  out1_w_ = cast(as_conv1(p("out1.weight")));
+  out1_w_ = linear_w(p("out1.weight"));
   out1_b_ = cast(p("out1.bias"));
-  out2_w_ = cast(as_conv1(p("out2.weight")));
+  out2_w_ = linear_w(p("out2.weight"));
   out2_b_ = cast(p("out2.bias"));
-  out_conv_w_ = cast(p("out_conv.weight"));
+  out_conv_w_ = conv_w(p("out_conv.weight"));
   out_conv_b_ = cast(p("out_conv.bias"));
 
   std::vector<std::string> block_names, film_names;
   for (int64_t i = 0; i < levels; ++i) {
     const auto s = std::to_string(i);
-    pool_w_.push_back(cast(p("pool." + s + ".weight")));
+    pool_w_.push_back(conv_w(p("pool." + s + ".weight")));
     pool_b_.push_back(cast(p("pool." + s + ".bias")));
     auto [kernel, bias2] =
         upsample_k4s2p1_kernel(p("unpool." + s + ".weight"), p("unpool." + s + ".bias"));
-    up_w_.push_back(cast(kernel));
+    up_w_.push_back(conv_w(kernel));
     up_b_.push_back(cast(bias2));
     block_names.push_back("down." + s);
     film_names.push_back("film_down." + s);
@@ -78,9 +103,9 @@ PreparedUNet::PreparedUNet(UNet& net, torch::ScalarType dtype, const Tensor& con
   std::vector<Tensor> n1w, n1b;
   for (const auto& name : block_names) {
     Block b;
-    b.conv1_w = cast(p(name + ".conv1.weight"));
+    b.conv1_w = conv_w(p(name + ".conv1.weight"));
     b.conv1_b = cast(p(name + ".conv1.bias"));
-    b.conv2_w = cast(p(name + ".conv2.weight"));
+    b.conv2_w = conv_w(p(name + ".conv2.weight"));
     b.conv2_b = cast(p(name + ".conv2.bias"));
     b.norm2_w = p(name + ".norm2.weight").to(norm_dtype_, false, true);
     b.norm2_b = p(name + ".norm2.bias").to(norm_dtype_, false, true);
@@ -157,24 +182,8 @@ Tensor PreparedUNet::block(const Block& b, int64_t index, const Tensor& x,
   return y + x;
 }
 
-Tensor PreparedUNet::forward(const Tensor& x_in, const Tensor& t) const {
-  torch::NoGradGuard no_grad;
-  c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
-  const int64_t c = config_.hidden, levels = config_.levels;
-  const int64_t min_length = int64_t{1} << levels;
-  if (x_in.dim() != 3 || x_in.size(1) != config_.features)
-    throw UsageError("U-Net input must be [batch, " + std::to_string(config_.features) +
-                     ", length]");
-  if (x_in.size(2) < min_length)
-    throw UsageError("sequence length " + std::to_string(x_in.size(2)) + " is too short for " +
-                     std::to_string(levels) +
-                     " U-Net levels (needs >= " + std::to_string(min_length) + ")");
-  const int64_t batch = x_in.size(0);
-  if (t.dim() != 1 || t.size(0) != batch) throw UsageError("U-Net time steps must be [batch]");
-  if (cond_batch_ > 0 && cond_batch_ != batch)
-    throw UsageError("this prepared U-Net holds conditions for " + std::to_string(cond_batch_) +
-                     " sequences, called with " + std::to_string(batch));
-
+Tensor PreparedUNet::affine(const Tensor& t, int64_t batch) const {
+  const int64_t c = config_.hidden;
   // FiLM outputs [F, B, 2C], then each block's GroupNorm affine [2, blocks, B, C].
   Tensor film;
   if (film_full_.defined()) {
@@ -190,6 +199,112 @@ Tensor PreparedUNet::forward(const Tensor& x_in, const Tensor& t) const {
   torch::mul_out(scale, one_gamma, norm1_w_);
   torch::addcmul_out(shift, beta, norm1_b_, one_gamma);
   if (norm_dtype_ != torch::kFloat) affine = affine.to(norm_dtype_);
+  return affine;
+}
+
+namespace {
+
+// Channels-last helpers: activations [B, L, C] contiguous.
+
+// A convolution through cuDNN's channels-last kernels: [B, L, C] is the
+// memory of [B, C, 1, L] in channels-last, and the output comes back so.
+Tensor conv_cl(const Tensor& x, const Tensor& w, const Tensor& bias, int64_t stride,
+               int64_t padding) {
+  const int64_t b = x.size(0), l = x.size(1), c = x.size(2);
+  const std::vector<int64_t> strides{1, stride}, pads{0, padding};
+  auto y = torch::conv2d(x.contiguous().view({b, 1, l, c}).permute({0, 3, 1, 2}), w, bias, strides,
+                         pads);
+  return y.permute({0, 2, 3, 1}).reshape({b, y.size(3), y.size(1)});
+}
+
+// A per-time linear layer: one matrix product over all B x L rows.
+Tensor linear_cl(const Tensor& x, const Tensor& w_t, const Tensor& bias) {
+  const int64_t b = x.size(0), l = x.size(1);
+  return torch::addmm(bias, x.reshape({b * l, x.size(2)}), w_t).view({b, l, w_t.size(1)});
+}
+
+Tensor align_length_cl(const Tensor& x, int64_t n) {
+  const int64_t l = x.size(1);
+  if (l > n) return x.narrow(1, 0, n);
+  if (l < n) return torch::constant_pad_nd(x, {0, 0, 0, n - l});
+  return x;
+}
+
+}  // namespace
+
+Tensor PreparedUNet::block_cl(const Block& b, int64_t index, const Tensor& x,
+                              const Tensor& affine) const {
+  auto y = group_norm_silu_channels_last(x, groups_, affine[0][index], affine[1][index], eps_);
+  y = conv_cl(y, b.conv1_w, b.conv1_b, 1, 1);
+  y = group_norm_silu_channels_last(y, groups_, b.norm2_w, b.norm2_b, eps_);
+  return conv_cl(y, b.conv2_w, b.conv2_b, 1, 1).add_(x);
+}
+
+Tensor PreparedUNet::forward_cl(const Tensor& x_in, const Tensor& affine) const {
+  const int64_t batch = x_in.size(0), length = x_in.size(2), levels = config_.levels;
+  auto x = torch::empty({batch, length, x_in.size(1)}, x_in.options().dtype(dtype_));
+  x.copy_(x_in.transpose(1, 2));  // cast and transpose in one copy
+  x = linear_cl(x, in1_w_, in1_b_);
+  torch::silu_(x);
+  x = linear_cl(x, in2_w_, in2_b_);
+  std::vector<Tensor> skips;
+  size_t k = 0;
+  for (int64_t i = 0; i < levels; ++i, ++k) {
+    x = block_cl(blocks_[k], static_cast<int64_t>(k), x, affine);
+    skips.push_back(x);
+    x = conv_cl(x, pool_w_[static_cast<size_t>(i)], pool_b_[static_cast<size_t>(i)], 2, 1);
+  }
+  for (int mid = 0; mid < 2; ++mid, ++k)
+    x = block_cl(blocks_[k], static_cast<int64_t>(k), x, affine);
+  for (int64_t i = 0; i < levels; ++i, ++k) {
+    // The transposed convolution as one conv with outputs (even, odd) per
+    // position: channels-last, [B, L, 2C] is already the interleaved [B, 2L, C].
+    auto y = conv_cl(x, up_w_[static_cast<size_t>(i)], up_b_[static_cast<size_t>(i)], 1, 1);
+    y = y.view({batch, 2 * y.size(1), y.size(2) / 2});
+    auto s = skips.back();
+    skips.pop_back();
+    x = block_cl(blocks_[k], static_cast<int64_t>(k), align_length_cl(y, s.size(1)) + s, affine);
+  }
+  x = conv_cl(x, out_conv_w_, out_conv_b_, 1, 1);
+  x = linear_cl(x, out1_w_, out1_b_);
+  torch::silu_(x);
+  x = linear_cl(x, out2_w_, out2_b_);
+  auto out = torch::empty({batch, x.size(2), length}, x_in.options().dtype(torch::kFloat));
+  out.copy_(x.transpose(1, 2));
+  return out;
+}
+
+Tensor PreparedUNet::forward(const Tensor& x_in, const Tensor& t) const {
+  torch::NoGradGuard no_grad;
+  c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+  const int64_t levels = config_.levels;
+  const int64_t min_length = int64_t{1} << levels;
+  if (x_in.dim() != 3 || x_in.size(1) != config_.features)
+    throw UsageError("U-Net input must be [batch, " + std::to_string(config_.features) +
+                     ", length]");
+  if (x_in.size(2) < min_length)
+    throw UsageError("sequence length " + std::to_string(x_in.size(2)) + " is too short for " +
+                     std::to_string(levels) +
+                     " U-Net levels (needs >= " + std::to_string(min_length) + ")");
+  const int64_t batch = x_in.size(0);
+  if (t.dim() != 1 || t.size(0) != batch) throw UsageError("U-Net time steps must be [batch]");
+  if (cond_batch_ > 0 && cond_batch_ != batch)
+    throw UsageError("this prepared U-Net holds conditions for " + std::to_string(cond_batch_) +
+                     " sequences, called with " + std::to_string(batch));
+
+  const auto affine = this->affine(t, batch);
+  if (channels_last_ && (!parallel_ || batch < parallel_->size())) return forward_cl(x_in, affine);
+  if (channels_last_) {
+    auto out = torch::empty(x_in.sizes(), x_in.options().dtype(torch::kFloat));
+    const int64_t n = parallel_->size(), per = (batch + n - 1) / n;
+    parallel_->run([&](int64_t i) {
+      const int64_t start = i * per, len = std::min(per, batch - start);
+      if (len > 0)
+        out.narrow(0, start, len)
+            .copy_(forward_cl(x_in.narrow(0, start, len), affine.narrow(2, start, len)));
+    });
+    return out;
+  }
 
   auto x = F::conv1d(x_in.to(dtype_), in1_w_, F::Conv1dFuncOptions().bias(in1_b_));
   x = F::conv1d(torch::silu(x), in2_w_, F::Conv1dFuncOptions().bias(in2_b_));

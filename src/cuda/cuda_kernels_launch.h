@@ -1,0 +1,25 @@
+#pragma once
+// The boundary between healthgym's CUDA kernels (.cu, compiled by nvcc with
+// only the CUDA runtime) and the C++ that checks tensors (cuda_kernels.cpp):
+// plain types only, so that neither side sees the other's headers.
+#include <cstdint>
+
+namespace healthgym::cuda {
+
+enum class KernelDtype { kFloat, kHalf, kBFloat16 };
+
+struct GroupNormSiluArgs {
+  KernelDtype dtype = KernelDtype::kFloat;
+  int64_t batch = 0, length = 0, channels = 0, groups = 1;
+  const float* scale = nullptr;  // [batch or 1, channels]
+  const float* shift = nullptr;
+  int64_t affine_stride = 0;  // between samples' rows of scale/shift (0: shared)
+  float eps = 1e-5f;
+};
+
+// y = silu(group_norm(x) * scale + shift), x and y [batch, length, channels]
+// contiguous; enqueued on `stream` (a cudaStream_t). Returns a cudaError_t.
+int group_norm_silu_launch(const void* x, void* y, const GroupNormSiluArgs& args, void* stream);
+const char* error_string(int code);
+
+}  // namespace healthgym::cuda
