@@ -100,13 +100,23 @@ TEST(Cli, SchemaTrainSampleInfo) {
   EXPECT_THAT(r.output, HasSubstr("trained         2 of 2 epochs"));
 }
 
-TEST(Cli, BenchPrintsOneJsonLine) {
+namespace {
+
+// A bench run at tiny shapes; its JSON line (exits the test on failure).
+nlohmann::json tiny_bench(const std::string& extra) {
   auto r = run_command(kBin +
                        " bench --hidden 16 --features 5 --seq-len 12 --target-len 16 --batch 4 "
                        "--n-steps 20 --train-steps 2 --sample-batch 3 --sample-steps 4 "
-                       "--threads 1 2>/dev/null");
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  const auto j = nlohmann::json::parse(r.output.substr(0, r.output.find('\n')));
+                       "--threads 1 " +
+                       extra + " 2>/dev/null");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  return nlohmann::json::parse(r.output.substr(0, r.output.find('\n')));
+}
+
+}  // namespace
+
+TEST(Cli, BenchPrintsOneJsonLine) {
+  const auto j = tiny_bench("");
   for (const char* key : {"train_seq_per_s", "sample_seq_per_s", "precision", "threads", "device",
                           "peak_rss_mb", "params"})
     EXPECT_TRUE(j.contains(key)) << key;
@@ -114,7 +124,7 @@ TEST(Cli, BenchPrintsOneJsonLine) {
   EXPECT_GT(j["sample_seq_per_s"].get<double>(), 0);
   EXPECT_EQ(j["threads"], 1);
   EXPECT_EQ(j["sample_layout"], "channels-first");  // the CPU default
-  r = run_command(kBin + " bench --seq-len 200 --target-len 100");
+  auto r = run_command(kBin + " bench --seq-len 200 --target-len 100");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.output, HasSubstr("--seq-len <= --target-len"));
   r = run_command(kBin + " bench --streams 0");
@@ -125,15 +135,10 @@ TEST(Cli, BenchPrintsOneJsonLine) {
 // The channels-last prepared network on the CPU (its normalisation through
 // LibTorch operations), the batch "split" across streams (one after the other here).
 TEST(Cli, BenchTakesALayout) {
-  auto r = run_command(kBin +
-                       " bench --hidden 16 --features 5 --seq-len 12 --target-len 16 --batch 4 "
-                       "--n-steps 20 --train-steps 1 --sample-batch 3 --sample-steps 2 "
-                       "--threads 1 --layout channels-last --streams 2 2>/dev/null");
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  const auto j = nlohmann::json::parse(r.output.substr(0, r.output.find('\n')));
+  const auto j = tiny_bench("--layout channels-last --streams 2");
   EXPECT_EQ(j["sample_layout"], "channels-last");
   EXPECT_EQ(j["sample_streams"], 2);
-  r = run_command(kBin + " bench --layout nchw");
+  auto r = run_command(kBin + " bench --layout nchw");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.output, HasSubstr("--layout"));
 }
