@@ -120,6 +120,10 @@ void GraphedCall::operator()() {
 struct ParallelStreams::Impl {
   bool cuda = false;
   std::vector<c10::cuda::CUDAStream> streams;
+  // Made once and recorded again at every run: no event is created or
+  // destroyed while a graph is being captured.
+  at::cuda::CUDAEvent fork;
+  std::vector<at::cuda::CUDAEvent> done;
 };
 #else
 struct ParallelStreams::Impl {};
@@ -129,9 +133,11 @@ ParallelStreams::ParallelStreams(const torch::Device& device, int64_t n)
     : n_(std::max<int64_t>(n, 1)), impl_(new Impl) {
 #ifdef HEALTHGYM_CUDA
   impl_->cuda = device.is_cuda();
-  if (impl_->cuda)
+  if (impl_->cuda) {
     for (int64_t i = 0; i < n_; ++i)
       impl_->streams.push_back(c10::cuda::getStreamFromPool(false, device.index()));
+    impl_->done.resize(static_cast<size_t>(n_));
+  }
 #else
   (void)device;
 #endif
@@ -143,19 +149,17 @@ void ParallelStreams::run(const std::function<void(int64_t)>& body) {
 #ifdef HEALTHGYM_CUDA
   if (impl_->cuda && n_ > 1) {
     auto current = c10::cuda::getCurrentCUDAStream(impl_->streams.front().device_index());
-    at::cuda::CUDAEvent fork;
-    fork.record(current);
-    std::vector<at::cuda::CUDAEvent> done(static_cast<size_t>(n_));
+    impl_->fork.record(current);
     for (int64_t i = 0; i < n_; ++i) {
       const auto& stream = impl_->streams[static_cast<size_t>(i)];
-      fork.block(stream);
+      impl_->fork.block(stream);
       {
         c10::cuda::CUDAStreamGuard guard(stream);
         body(i);
       }
-      done[static_cast<size_t>(i)].record(stream);
+      impl_->done[static_cast<size_t>(i)].record(stream);
     }
-    for (auto& e : done) e.block(current);
+    for (auto& e : impl_->done) e.block(current);
     return;
   }
 #endif
