@@ -13,6 +13,7 @@
 #include "test_util.hpp"
 
 using namespace healthgym;
+using healthgym::testing::message_of;
 using healthgym::testing::TempDir;
 using ::testing::HasSubstr;
 
@@ -28,15 +29,6 @@ const char* kCsv =
 
 LoadedData load_small(const TempDir& dir) {
   return load_data(dir.write("c.csv", kCsv), "id", "t", "");
-}
-
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 }  // namespace

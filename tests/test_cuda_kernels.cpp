@@ -5,21 +5,14 @@
 #include "healthgym/cuda_graph.hpp"
 #include "healthgym/cuda_kernels.hpp"
 #include "healthgym/error.hpp"
+#include "test_util.hpp"
 
 using namespace healthgym;
+using healthgym::testing::message_of;
 
 namespace {
 
 bool have_kernels() { return built_with_cuda_kernels() && torch::cuda::is_available(); }
-
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const UsageError& e) {
-    return e.what();
-  }
-  return "";
-}
 
 }  // namespace
 

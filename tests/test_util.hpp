@@ -9,11 +9,13 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "healthgym/error.hpp"
 #include "healthgym/train.hpp"
 
 namespace healthgym::testing {
@@ -73,6 +75,16 @@ struct CommandResult {
   int exit_code;
   std::string output;  // stdout and stderr together
 };
+
+// The message of the healthgym::Error that f throws, or "(no error)".
+inline std::string message_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
 
 inline CommandResult run_command(const std::string& cmd) {
   CommandResult r{-1, ""};
