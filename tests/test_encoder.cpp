@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "healthgym/dataset.hpp"
@@ -179,6 +180,41 @@ TEST(Encoder, FillWeightCountsUnobservedValuesWithinLengthOnly) {
     }
   }
   EXPECT_THROW(fill_weighted_mask(enc, 1.5), UsageError);
+}
+
+TEST(Encoder, ChannelBalanceWeighsEachChannelByItsObservedShare) {
+  TempDir dir;
+  auto d = pbc_subset(dir, 30);
+  Encoder e = Encoder::fit(d.schema, d.cohort, 16, 1e-3);
+  EncodedCohort enc = e.encode(d.cohort);
+  const int64_t len = enc.x.size(2);
+  auto valid = (torch::arange(len).view({1, 1, len}) < enc.lengths.view({-1, 1, 1}))
+                   .to(torch::kDouble);
+  const double n_valid = valid.sum().item<double>();
+  for (double b : {0.5, 1.0}) {
+    for (double w : {0.0, 1.0}) {
+      auto m = fill_weighted_mask(enc, w, b).to(torch::kDouble);
+      for (int64_t c = 0; c < enc.x.size(1); ++c) {
+        auto counted = enc.loss_mask.select(1, c).to(torch::kDouble);
+        const double n = counted.sum().item<double>();
+        if (n == 0) continue;
+        const double weight = std::pow(std::max(n / n_valid, 1e-3), -b);
+        // Counted cells carry the channel's weight, the rest of the valid cells w, padding 0.
+        EXPECT_NEAR((m.select(1, c) * counted).sum().item<double>(), weight * n, 1e-6 * weight * n);
+        auto rest = valid.select(1, 0) - counted;
+        EXPECT_NEAR((m.select(1, c) * rest).sum().item<double>(), w * rest.sum().item<double>(),
+                    1e-6 * n_valid);
+      }
+    }
+  }
+  // A channel counted at every valid step keeps weight 1: the observed indicators.
+  for (const auto& v : e.schema().variables)
+    if (v.observed_channel >= 0)
+      EXPECT_TRUE(torch::allclose(fill_weighted_mask(enc, 1.0, 1.0).select(1, v.observed_channel),
+                                  valid.select(1, 0).to(torch::kFloat)));
+  EXPECT_TRUE(torch::equal(fill_weighted_mask(enc, 0.0, 0.0), enc.loss_mask));
+  EXPECT_THROW(fill_weighted_mask(enc, 1.0, -0.5), UsageError);
+  EXPECT_THROW(fill_weighted_mask(enc, 1.0, 1.5), UsageError);
 }
 
 TEST(Encoder, ProjectFillZeroesPaddingAndUnobservedValues) {

@@ -419,6 +419,8 @@ TEST(Train, PresetsSetTheFillWeightAndRangeTail) {
   EXPECT_EQ(seed_preset().fill_weight, 0.0);
   EXPECT_EQ(seed_preset().range_tail, 0.0);
   EXPECT_EQ(default_preset().fill_weight, 1.0);
+  EXPECT_EQ(seed_preset().channel_balance, 0.0);
+  EXPECT_EQ(default_preset().channel_balance, 1.0);
   EXPECT_EQ(default_preset().range_tail, 0.05);
   EXPECT_EQ(seed_preset().missing_groups, 0.0);
   EXPECT_EQ(default_preset().missing_groups, 0.95);
@@ -427,11 +429,14 @@ TEST(Train, PresetsSetTheFillWeightAndRangeTail) {
   auto j = default_preset().to_json();
   EXPECT_EQ(TrainConfig::from_json(j).missing_groups, 0.95);
   EXPECT_EQ(TrainConfig::from_json(j).fill_weight, 1.0);
+  EXPECT_EQ(TrainConfig::from_json(j).channel_balance, 1.0);
   EXPECT_EQ(TrainConfig::from_json(j).range_tail, 0.05);
   j.erase("fill_weight");
   j.erase("range_tail");  // checkpoints written before these existed
   j.erase("missing_groups");
+  j.erase("channel_balance");
   EXPECT_EQ(TrainConfig::from_json(j).fill_weight, 0.0);
+  EXPECT_EQ(TrainConfig::from_json(j).channel_balance, 0.0);
   EXPECT_EQ(TrainConfig::from_json(j).range_tail, 0.0);
   EXPECT_EQ(TrainConfig::from_json(j).missing_groups, 0.0);
   TrainConfig bad = default_preset();
@@ -443,4 +448,12 @@ TEST(Train, PresetsSetTheFillWeightAndRangeTail) {
   bad = default_preset();
   bad.missing_groups = 1.5;
   EXPECT_THROW(bad.validate(), UsageError);
+  bad = default_preset();
+  bad.data_path = "cohort.csv";
+  bad.id_column = "id";
+  bad.time_column = "t";
+  bad.out_path = "model.hg";
+  bad.channel_balance = 2;
+  EXPECT_EQ(healthgym::testing::message_of([&] { bad.validate(); }),
+            "--channel-balance must be in [0, 1]");
 }

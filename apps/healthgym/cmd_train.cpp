@@ -161,6 +161,11 @@ Action register_train(CLI::App& app) {
          "Loss weight of unobserved cells' value channels, trained towards the fill value (0: "
          "left out of the loss, as the original; seed preset: 0)",
          d.fill_weight, [](TrainConfig& c, double v) { c.fill_weight = v; });
+  ov.add(sub, "--channel-balance",
+         "Loss weight of each channel's observed cells as f^-b, f the share of steps it is "
+         "observed in: 0 weighs every cell alike (the original); 1 gives each channel about "
+         "the same share of the loss, however rarely measured",
+         d.channel_balance, [](TrainConfig& c, double v) { c.channel_balance = v; });
   ov.add(sub, "--range-tail",
          "Share of [0,1] given to the values beyond each real variable's 0.5% and 99.5% "
          "quantiles, the rest spread linearly over the middle (0: plain min-max, as the "

@@ -21,9 +21,14 @@ struct EncodedCohort {
 };
 
 // The loss mask with unobserved value cells inside each sequence's length
-// weighted by fill_weight (their target is the fill, 0) instead of left out:
-// (1 - w) mask + w valid. Channels that count wherever a step is valid keep 1.
-torch::Tensor fill_weighted_mask(const EncodedCohort& data, double fill_weight);
+// weighted by fill_weight (their target is the fill, 0) instead of left out,
+// and each channel's counted cells weighted f^-balance, f the share of valid
+// cells where that channel counts (at least 1e-3): w (valid - mask) + f^-b mask.
+// With balance 0 this is (1 - w) mask + w valid; channels that count wherever a
+// step is valid keep 1. A balance > 0 gives a rarely measured variable (a lab
+// drawn once a day) more of the loss than its few cells alone would.
+torch::Tensor fill_weighted_mask(const EncodedCohort& data, double fill_weight,
+                                 double balance = 0.0);
 
 enum class CategoricalDecode { kArgmax, kSample };
 

@@ -49,6 +49,9 @@ struct TrainConfig {
   // output there is unconstrained, and at sampling those guesses feed back into
   // the observed cells (values pushed to the ends of their range).
   double fill_weight = 0.0;
+  // fill_weighted_mask's balance: each channel's observed cells weigh f^-balance,
+  // f the share of valid cells it is observed in (0: every cell alike, as the original).
+  double channel_balance = 0.0;
   // RealTransform::tail for every real variable (0: min-max, the original).
   double range_tail = 0.0;
   // Encoder::fit's missing_groups: the Jaccard index of observed cells at which

@@ -225,7 +225,7 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
     torch::NoGradGuard ng;
     for (auto& p : model.net->parameters()) comm->broadcast(p, 0, "the initial weights");
   }
-  data.loss_mask = fill_weighted_mask(data, cfg.fill_weight);
+  data.loss_mask = fill_weighted_mask(data, cfg.fill_weight, cfg.channel_balance);
   auto x_all = data.x.to(device);
   auto mask_all = data.loss_mask.to(device);
   const bool conditional = !model.conditions.empty();

@@ -44,13 +44,23 @@ int64_t auto_working_length(int64_t max_length, int64_t levels) {
   return std::max<int64_t>(m, (max_length + m - 1) / m * m);
 }
 
-torch::Tensor fill_weighted_mask(const EncodedCohort& data, double w) {
+torch::Tensor fill_weighted_mask(const EncodedCohort& data, double w, double balance) {
   if (!(w >= 0.0 && w <= 1.0)) throw UsageError("fill weight must be in [0, 1]");
-  if (w == 0.0) return data.loss_mask;
+  if (!(balance >= 0.0 && balance <= 1.0)) throw UsageError("channel balance must be in [0, 1]");
+  if (w == 0.0 && balance == 0.0) return data.loss_mask;
   const int64_t len = data.x.size(2);
   auto valid =
       (torch::arange(len).view({1, 1, len}) < data.lengths.view({-1, 1, 1})).to(torch::kFloat);
-  return (1.0 - w) * data.loss_mask + w * valid;
+  auto counted = data.loss_mask;
+  if (balance > 0.0) {
+    // Shares over the whole cohort, in double so large cohorts sum exactly.
+    const double n_valid = std::max(valid.to(torch::kDouble).sum().item<double>(), 1.0);
+    const int64_t c = data.loss_mask.size(1);
+    auto share = data.loss_mask.to(torch::kDouble).sum(std::vector<int64_t>{0, 2}) / n_valid;
+    auto weight = share.clamp_min(1e-3).pow(-balance).to(torch::kFloat).view({1, c, 1});
+    counted = data.loss_mask * weight;
+  }
+  return w * (valid - data.loss_mask) + counted;
 }
 
 namespace {
