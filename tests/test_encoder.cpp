@@ -188,8 +188,8 @@ TEST(Encoder, ChannelBalanceWeighsEachChannelByItsObservedShare) {
   Encoder e = Encoder::fit(d.schema, d.cohort, 16, 1e-3);
   EncodedCohort enc = e.encode(d.cohort);
   const int64_t len = enc.x.size(2);
-  auto valid = (torch::arange(len).view({1, 1, len}) < enc.lengths.view({-1, 1, 1}))
-                   .to(torch::kDouble);
+  auto valid =
+      (torch::arange(len).view({1, 1, len}) < enc.lengths.view({-1, 1, 1})).to(torch::kDouble);
   const double n_valid = valid.sum().item<double>();
   for (double b : {0.5, 1.0}) {
     for (double w : {0.0, 1.0}) {
