@@ -135,6 +135,14 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
   // whole cohort (every rank the same), the design tensor only on the shard.
   int64_t n_global = 0;
   std::string job_description;
+  // The shard's loss mask when world > 1, cut from the whole cohort's: channel
+  // balance weighs channels by their share of the whole cohort, not of a shard.
+  torch::Tensor shard_mask;
+  auto cut_mask = [&](const EncodedCohort& whole) {
+    const int64_t n = whole.x.size(0);
+    return fill_weighted_mask(whole, cfg.fill_weight, cfg.channel_balance)
+        .index_select(0, torch::arange(rank, n, world, torch::kLong));
+  };
   auto shard = [&](const Cohort& cohort) {
     n_global = cohort.n_patients();
     if (world == 1) return cohort;
@@ -148,6 +156,7 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
     // Checkpoints from before the observation model get one on resume.
     if (model.observations.empty())
       model.observations = ObservationModel::fit(model.encoder, model.encoder.encode(full));
+    if (world > 1) shard_mask = cut_mask(model.encoder.encode(full));
     Cohort cohort = shard(full);
     data = model.encoder.encode(cohort);
     cond_rows = model.conditions.indices(cohort);
@@ -184,6 +193,7 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
     // the shard's: one encoding serves both on a single process.
     EncodedCohort whole = model.encoder.encode(loaded.cohort);
     model.observations = ObservationModel::fit(model.encoder, whole);
+    if (world > 1) shard_mask = cut_mask(whole);
     Cohort mine = shard(loaded.cohort);
     loaded.cohort = Cohort();  // the shard is all this rank keeps
     data = world == 1 ? std::move(whole) : model.encoder.encode(mine);
@@ -225,7 +235,9 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
     torch::NoGradGuard ng;
     for (auto& p : model.net->parameters()) comm->broadcast(p, 0, "the initial weights");
   }
-  data.loss_mask = fill_weighted_mask(data, cfg.fill_weight, cfg.channel_balance);
+  data.loss_mask = shard_mask.defined()
+                       ? shard_mask
+                       : fill_weighted_mask(data, cfg.fill_weight, cfg.channel_balance);
   auto x_all = data.x.to(device);
   auto mask_all = data.loss_mask.to(device);
   const bool conditional = !model.conditions.empty();
