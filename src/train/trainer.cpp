@@ -154,9 +154,12 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
     model = std::move(resumed.model);
     Cohort full = load_data_with_schema(cfg.data_path, model.encoder.schema());
     // Checkpoints from before the observation model get one on resume.
-    if (model.observations.empty())
-      model.observations = ObservationModel::fit(model.encoder, model.encoder.encode(full));
-    if (world > 1) shard_mask = cut_mask(model.encoder.encode(full));
+    if (model.observations.empty() || world > 1) {
+      const EncodedCohort whole = model.encoder.encode(full);  // encoded once for both
+      if (model.observations.empty())
+        model.observations = ObservationModel::fit(model.encoder, whole);
+      if (world > 1) shard_mask = cut_mask(whole);
+    }
     Cohort cohort = shard(full);
     data = model.encoder.encode(cohort);
     cond_rows = model.conditions.indices(cohort);
