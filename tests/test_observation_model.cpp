@@ -13,6 +13,7 @@
 #include "test_util.hpp"
 
 using namespace healthgym;
+using healthgym::testing::message_of;
 using healthgym::testing::TempDir;
 
 namespace {
@@ -307,7 +308,8 @@ TEST(ObservationModel, PartnersKeepCoMeasurements) {
   // y is observed with x (4 steps after the last time) and not without it.
   for (int64_t t = 4; t < 10; ++t) {
     EXPECT_GT(m.probability(1, t, 4, true), 0.97) << t;
-    EXPECT_LT(m.probability(1, t, 2, false), 0.03) << t;
+    // x is all there is to observe: where the hour gate opens, it is there.
+    EXPECT_GT(m.probability(0, t, 2), 0.97) << t;
   }
   auto d = m.sample(torch::full({300}, 10, torch::kLong), at::detail::createCPUGenerator(5));
   auto x = d.values.select(1, e.schema().variables[0].observed_channel).narrow(1, 0, 10);
@@ -316,4 +318,51 @@ TEST(ObservationModel, PartnersKeepCoMeasurements) {
   EXPECT_GT(together, 0.99);
   const double rate = (x > 0).to(torch::kDouble).mean().item<double>();
   EXPECT_NEAR(rate, 0.25, 0.05);
+}
+
+// Steps where nothing is measured stay empty: the hour gate closes them, and
+// units are not drawn there one by one.
+TEST(ObservationModel, HourGateLeavesEmptyStepsEmpty) {
+  TempDir dir;
+  // Sparse: lab at hours 0, 3, 6, 9 and hr at 1, 5, 9, so hours 2, 4, 7, 8,
+  // 10 and 11 measure nothing.
+  auto data = load_data(scheduled_csv(dir, true), "id", "hour", "");
+  Encoder e = Encoder::fit(data.schema, data.cohort, 16, 1e-3);
+  auto m = ObservationModel::fit(e, e.encode(data.cohort));
+  ASSERT_TRUE(m.has_hour());
+  const int64_t states = m.max_gap() + 1;
+  auto gate = [&](int64_t t, int64_t since) { return m.hour().p[(t * states + since) * 2]; };
+  EXPECT_GT(gate(0, 0), 0.95);
+  EXPECT_GT(gate(1, 1), 0.95);
+  EXPECT_LT(gate(2, 1), 0.05);
+  EXPECT_LT(gate(4, 1), 0.05);
+  EXPECT_GT(gate(9, 3), 0.95);
+  // The share is still of all the cells the units cover.
+  EXPECT_NEAR(m.observed_share(), 840.0 / 2880.0, 1e-12);
+  auto d = m.sample(torch::full({200}, 12, torch::kLong), at::detail::createCPUGenerator(7));
+  auto observed = (d.values > 0).to(torch::kFloat);
+  auto any = std::get<0>(observed.index_select(1, torch::nonzero(d.known).view(-1)).max(1));
+  const double empty = 1.0 - any.narrow(1, 0, 12).mean().item<double>();
+  EXPECT_NEAR(empty, 6.0 / 12.0, 0.03);
+  for (int64_t t : {2, 4, 7, 8, 10, 11})
+    EXPECT_LT(any.select(1, t).mean().item<double>(), 0.05) << t;
+  // Round trip; a table of the wrong size is an error naming the gate; a
+  // model written before the gate had one draws every step open.
+  auto j = m.to_json();
+  auto back = ObservationModel::from_json(j, e.channels(), 16);
+  EXPECT_EQ(back.hour().p, m.hour().p);
+  auto bad = j;
+  bad["hour"]["p"].erase(0);
+  EXPECT_NE(
+      message_of([&] { ObservationModel::from_json(bad, e.channels(), 16); }).find("hour gate: "),
+      std::string::npos);
+  bad = j;
+  bad["hour"]["p"][0] = -0.5;
+  EXPECT_NE(message_of([&] {
+              ObservationModel::from_json(bad, e.channels(), 16);
+            }).find("hour gate: probability"),
+            std::string::npos);
+  auto old = j;
+  old.erase("hour");
+  EXPECT_FALSE(ObservationModel::from_json(old, e.channels(), 16).has_hour());
 }

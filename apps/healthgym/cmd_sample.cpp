@@ -27,6 +27,7 @@ Action register_sample(CLI::App& app) {
     std::string ema;
     std::string prepared;
     std::string observations;
+    std::string repeats;
     std::string start;
     std::string shard;
     int nproc = 1;
@@ -100,6 +101,13 @@ Action register_sample(CLI::App& app) {
                   "original's schedule (28% of x0 left at T) needs (default: marginal unless "
                   "the model is seed-preset)")
       ->check(CLI::IsMember({"noise", "marginal"}));
+  sub->add_option("--repeats", o->repeats,
+                  "match: make each time-varying real's smallest changes between consecutive "
+                  "observations exact repeats, as many as the training cohort repeats (charts "
+                  "carry a weight or a score on unchanged); off: values as the network "
+                  "generates them, as the original (default: match unless the model is "
+                  "seed-preset or predates the counts)")
+      ->check(CLI::IsMember({"match", "off"}));
   sub->add_option("--observations", o->observations,
                   "model: draw where each patient is observed from the schedules counted on "
                   "the training cohort (per variable or missing group: the chance of a "
@@ -175,6 +183,7 @@ Action register_sample(CLI::App& app) {
     if (!o->prepared.empty()) cfg.prepared = o->prepared == "on";
     if (!o->start.empty()) cfg.marginal_start = o->start == "marginal";
     if (!o->observations.empty()) cfg.observations = o->observations == "model";
+    if (!o->repeats.empty()) cfg.repeats = o->repeats == "match";
     const bool quiet = is_launched_secondary_rank();
     StatusLine status;
     const SampleResult r = sample_to_csv(cfg, [&](const SampleProgress& p) {
@@ -199,6 +208,10 @@ Action register_sample(CLI::App& app) {
     if (r.observation_model)
       std::cout << "observations: placed on schedules drawn from those counted on the training "
                    "cohort (--observations network leaves it to the network)\n";
+    if (r.repeats_set >= 0)
+      std::cout << "repeats: " << r.repeats_set
+                << " values set equal to the one before, as often as the training cohort "
+                   "repeats (--repeats off keeps the network's)\n";
     if (r.copies > 0)
       std::cerr << "WARNING: " << r.copies
                 << " synthetic patients are exact copies of training patients; do not share "

@@ -13,6 +13,7 @@
 #include "healthgym/encoder.hpp"
 #include "healthgym/observation_model.hpp"
 #include "healthgym/unet.hpp"
+#include "healthgym/value_repeats.hpp"
 
 namespace healthgym {
 
@@ -38,6 +39,9 @@ struct DiffusionModel {
   // Where the training cohort's observations fall (sampling can draw the
   // schedules from it); empty in checkpoints that predate it.
   ObservationModel observations;
+  // The training cohort's share of exact repeats per variable (sampling can
+  // restore them); empty in checkpoints that predate it.
+  ValueRepeats repeats;
 
   static DiffusionModel create(const Encoder& encoder, const UNetConfig& unet,
                                const DiffusionConfig& diffusion,

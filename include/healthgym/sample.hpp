@@ -57,6 +57,10 @@ struct SampleConfig {
   // training cohort is sparse (ObservationModel::sparse), off for the seed
   // preset (the original).
   std::optional<bool> observations;
+  // Make each time-varying real's smallest steps exact repeats, as many as the
+  // training cohort repeats (ValueRepeats). Unset: on for default-preset
+  // checkpoints that hold the shares, off for the seed preset.
+  std::optional<bool> repeats;
   // "COLUMN=VALUE" requests on the model's conditioning variables; the others
   // follow the training cohort's joint shares. guidance: classifier-free
   // guidance scale w (1 = the conditional model as trained; > 1 sharper).
@@ -99,6 +103,7 @@ struct SampleResult {
   double condition_match = 1.0;
   double subgroup_share_real = 1.0;
   bool observation_model = false;  // schedules drawn from the ObservationModel
+  int64_t repeats_set = -1;        // cells made repeats (ValueRepeats); -1 when off
   bool copies_checked = false;     // the checkpoint holds training fingerprints
   int64_t copies = 0;              // synthetic patients identical to a training patient
   double seconds = 0;

@@ -108,7 +108,7 @@ std::pair<double, double> plot_range(const std::vector<double>& real_sorted,
 // Trend/cycle correlations and autocorrelations of one cohort over the
 // time-varying real variables `vars` (indices into the schema).
 struct Dynamics {
-  Matrix trend, cycle;  // [vars x vars], Fisher-z averaged over patients
+  Matrix trend, cycle;  // [vars x vars], Fisher z averaged over patients, weights n - 3
   Matrix acf;           // [vars x kMaxLag]
 };
 
@@ -183,16 +183,21 @@ Dynamics dynamics(const Cohort& c, const std::vector<size_t>& vars) {
           ya.push_back(cycle[a][k]);
           yb.push_back(cycle[b][k]);
         }
-        if (xa.size() < 3) continue;
+        // Each patient's Fisher z weighs n - 3, the inverse of its variance, so
+        // pairs seen at many shared steps count more than pairs seen at few. With
+        // equal weights, the many stays where two labs share 3 draws dominated:
+        // 3 detrended points make r = +-1 by construction (z clipped at 7.25).
+        const double weight = static_cast<double>(xa.size()) - 3.0;
+        if (weight <= 0) continue;
         const double rt = pearson_flat_aware(xa, xb, tol[a], tol[b]);
         const double rc = pearson_flat_aware(ya, yb, tol[a], tol[b]);
         if (std::isfinite(rt)) {
-          trend_sum[a][b] += metrics::fisher_z(rt);
-          trend_n[a][b] += 1;
+          trend_sum[a][b] += weight * metrics::fisher_z(rt);
+          trend_n[a][b] += weight;
         }
         if (std::isfinite(rc)) {
-          cycle_sum[a][b] += metrics::fisher_z(rc);
-          cycle_n[a][b] += 1;
+          cycle_sum[a][b] += weight * metrics::fisher_z(rc);
+          cycle_n[a][b] += weight;
         }
       }
     }

@@ -132,6 +132,7 @@ void save_checkpoint(const std::string& path, DiffusionModel& model, json meta,
   if (!model.conditions.empty()) meta["conditions"] = model.conditions.to_json();
   meta["training_fingerprints"] = model.training_fingerprints;
   if (!model.observations.empty()) meta["observations"] = model.observations.to_json();
+  if (!model.repeats.empty()) meta["value_repeats"] = model.repeats.to_json();
 
   torch::serialize::OutputArchive archive;
   archive.write("meta", c10::IValue(meta.dump()));
@@ -201,6 +202,8 @@ DiffusionModel model_from_meta(const json& meta, const std::string& path) {
     if (meta.contains("observations"))
       model.observations = ObservationModel::from_json(meta.at("observations"), encoder.channels(),
                                                        encoder.working_length());
+    if (meta.contains("value_repeats"))
+      model.repeats = ValueRepeats::from_json(meta.at("value_repeats"), encoder.schema());
     return model;
   } catch (const Error&) {
     throw;

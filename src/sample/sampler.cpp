@@ -140,6 +140,10 @@ Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleRes
     throw UsageError(
         "this checkpoint holds no observation model (trained before healthgym fitted "
         "one); use --observations network");
+  if (cfg.repeats.value_or(false) && model.repeats.empty())
+    throw UsageError(
+        "this checkpoint holds no repeat shares (trained before healthgym counted them); "
+        "use --repeats off");
   const bool marginal = cfg.marginal_start.value_or(false);
   if (marginal && !model.x0_mean.defined())
     throw UsageError(
@@ -225,8 +229,12 @@ Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleRes
   Cohort cohort = model.encoder.decode(x, lengths, dopt);
   double match = 1.0;
   if (!spec.empty()) match = spec.apply(cohort, torch::cat(kept_cond, 0));
+  int64_t repeats_set = -1;
+  if (cfg.repeats.value_or(false))
+    repeats_set = model.repeats.apply(cohort, model.encoder.schema());
   if (result) {
     result->observation_model = observe;
+    result->repeats_set = repeats_set;
     result->conditional = !spec.empty();
     result->condition_match = match;
     result->subgroup_share_real = spec.empty() ? 1.0 : spec.share(fixed);
@@ -266,6 +274,7 @@ SampleResult sample_to_csv(const SampleConfig& cfg,
   if (!resolved.prepared.has_value()) resolved.prepared = !seed_preset;
   if (!resolved.observations.has_value())
     resolved.observations = !seed_preset && ckpt.model.observations.sparse();
+  if (!resolved.repeats.has_value()) resolved.repeats = !seed_preset && !ckpt.model.repeats.empty();
   if (!resolved.marginal_start.has_value())
     resolved.marginal_start = !seed_preset && ckpt.model.x0_mean.defined();
   SampleResult result;

@@ -153,6 +153,7 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
   if (resuming) {
     model = std::move(resumed.model);
     Cohort full = load_data_with_schema(cfg.data_path, model.encoder.schema());
+    if (model.repeats.empty()) model.repeats = ValueRepeats::fit(full, model.encoder.schema());
     // Checkpoints from before the observation model get one on resume.
     if (model.observations.empty() || world > 1) {
       const EncodedCohort whole = model.encoder.encode(full);  // encoded once for both
@@ -192,6 +193,7 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
     auto conditions = ConditionSpec::fit(loaded.schema, loaded.cohort, cfg.condition_on);
     model = DiffusionModel::create(encoder, unet, cfg.diffusion, conditions);
     model.training_fingerprints = record_fingerprints(loaded.cohort, loaded.schema);
+    model.repeats = ValueRepeats::fit(loaded.cohort, model.encoder.schema());
     // The observations are counted on the whole cohort, the design tensor is
     // the shard's: one encoding serves both on a single process.
     EncodedCohort whole = model.encoder.encode(loaded.cohort);

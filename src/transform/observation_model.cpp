@@ -19,8 +19,6 @@ int64_t gap_state(int64_t step, int64_t last, int64_t max_gap) {
   return last < 0 ? 0 : std::min(step - last, max_gap);
 }
 
-constexpr double kPartnerJaccard = 0.8;
-
 // Where P(observed | t, s, q) sits in a unit's table.
 size_t table_index(int64_t t, int64_t s, int64_t q, int64_t states) {
   return static_cast<size_t>((t * states + s) * 2 + q);
@@ -34,7 +32,7 @@ double odds(double p) {
 }  // namespace
 
 ObservationModel ObservationModel::fit(const Encoder& encoder, const EncodedCohort& data,
-                                       int64_t max_gap, double prior) {
+                                       int64_t max_gap, double prior, double partner_jaccard) {
   if (max_gap < 1) throw UsageError("observation model: max_gap must be >= 1");
   if (!(prior > 0.0)) throw UsageError("observation model: prior must be > 0");
   ObservationModel m;
@@ -80,13 +78,38 @@ ObservationModel ObservationModel::fit(const Encoder& encoder, const EncodedCoho
       }
     }
   }
+  // The share is of the cells the units cover, before the hour gate narrows them.
+  double observed = 0, cells = 0;
+  for (const auto& st : state)
+    for (int8_t s : st) {
+      observed += s == 1;
+      cells += s >= 0;
+    }
+  m.observed_share_ = cells > 0 ? observed / cells : 1.0;
+  // The hour gate: 1 where any unit is observed, 0 at the other steps inside
+  // the length; units outside a group are counted only where it is open.
+  std::vector<int8_t> hour(n_cells, -1);
+  for (int64_t p = 0; p < n; ++p)
+    for (int64_t t = 0; t < std::min(lp[p], len); ++t) {
+      const auto cell = static_cast<size_t>(p * len + t);
+      hour[cell] = 0;
+      for (size_t i = 0; i < n_units && hour[cell] == 0; ++i) hour[cell] = state[i][cell] == 1;
+    }
+  for (size_t i = 0; i < n_units; ++i)
+    if (m.units_[i].gate < 0)
+      for (size_t k = 0; k < n_cells; ++k)
+        if (hour[k] == 0) state[i][k] = -1;
   // Partners: the earlier unit observed together with this one most often, if
-  // they mostly are (a lab panel). Looser pairs (heart rate and urine output,
-  // Jaccard 0.76 on PhysioNet) stay apart: a partner drawn from its own chain
-  // shifts the joint states a first-order model was counted on, which moved
-  // such vitals' missing rates by 2-5 points there.
+  // often enough (Jaccard >= partner_jaccard). On PhysioNet 2012 the labs of a
+  // panel overlap 0.6-0.8 (magnesium and sodium 0.79, the blood count 0.71-0.74)
+  // and the liver tests with albumin 0.46; at 0.8, as first fitted, those
+  // panels were drawn independently (co-observed 4% against 80% of the time).
+  // Lower, 0.3, paired non-invasive with invasive blood pressure through a
+  // shared partner; a partner drawn from its own chain also shifts the joint
+  // states a first-order model was counted on (missing-rate difference 0.005
+  // -> 0.0075 at 0.4, README, Sampling).
   for (size_t i = 1; i < n_units; ++i) {
-    double best = kPartnerJaccard - 1e-12;  // ties go to the earlier unit
+    double best = partner_jaccard - 1e-12;  // ties go to the earlier unit
     for (size_t j = 0; j < i; ++j) {
       double both = 0, either = 0;
       for (size_t k = 0; k < n_cells; ++k) {
@@ -102,20 +125,19 @@ ObservationModel ObservationModel::fit(const Encoder& encoder, const EncodedCoho
     }
   }
   const int64_t states = max_gap + 1;
-  double observed = 0, cells = 0;
-  for (size_t i = 0; i < n_units; ++i) {
-    Unit& u = m.units_[i];
+  // Fills u.p from the unit's states (and its partner's, when it has one).
+  auto estimate = [&](Unit& u, const std::vector<int8_t>& mine, const std::vector<int8_t>* other) {
     const auto size = static_cast<size_t>(len * states * 2);
     std::vector<double> on(size, 0.0), seen(size, 0.0);
     for (int64_t p = 0; p < n; ++p) {
       int64_t last = -1;
       for (int64_t t = 0; t < len; ++t) {
         const auto cell = static_cast<size_t>(p * len + t);
-        if (state[i][cell] < 0) continue;
-        const int q = u.partner >= 0 && state[static_cast<size_t>(u.partner)][cell] == 1;
+        if (mine[cell] < 0) continue;
+        const int q = other != nullptr && (*other)[cell] == 1;
         const auto k = table_index(t, gap_state(t, last, max_gap), q, states);
         seen[k] += 1.0;
-        if (state[i][cell] == 1) {
+        if (mine[cell] == 1) {
           on[k] += 1.0;
           last = t;
         }
@@ -141,8 +163,6 @@ ObservationModel ObservationModel::fit(const Encoder& encoder, const EncodedCoho
           on_all += on[k];
           seen_all += seen[k];
         }
-    observed += on_all - 0.5;
-    cells += seen_all - 1.0;
     const double rate = on_all / seen_all;
     u.p.resize(size);
     for (int64_t s = 0; s < states; ++s) {
@@ -151,7 +171,7 @@ ObservationModel ObservationModel::fit(const Encoder& encoder, const EncodedCoho
       for (size_t q = 0; q < 2; ++q) {
         const auto g = si * 2 + q;
         const double partner = (on_sq[g] + prior * gap) / (seen_sq[g] + prior);
-        const double ratio = u.partner >= 0 ? odds(partner) / odds(gap) : 1.0;
+        const double ratio = other != nullptr ? odds(partner) / odds(gap) : 1.0;
         for (int64_t t = 0; t < len; ++t) {
           const auto k0 = table_index(t, s, 0, states);
           const double step =
@@ -164,8 +184,13 @@ ObservationModel ObservationModel::fit(const Encoder& encoder, const EncodedCoho
         }
       }
     }
+  };
+  m.hour_.channel = -1;
+  estimate(m.hour_, hour, nullptr);
+  for (size_t i = 0; i < n_units; ++i) {
+    Unit& u = m.units_[i];
+    estimate(u, state[i], u.partner >= 0 ? &state[static_cast<size_t>(u.partner)] : nullptr);
   }
-  m.observed_share_ = cells > 0 ? observed / cells : 1.0;
   return m;
 }
 
@@ -189,6 +214,10 @@ ObservationModel::Draw ObservationModel::sample(const torch::Tensor& lengths_in,
   const auto n_units = static_cast<int64_t>(units_.size());
   auto uniform = torch::rand({b, n_units, len}, generator, torch::kDouble).contiguous();
   const double* up = uniform.data_ptr<double>();
+  // Drawn after the units' numbers, so a model without the gate draws as before.
+  torch::Tensor hour_uniform;
+  if (has_hour()) hour_uniform = torch::rand({b, len}, generator, torch::kDouble).contiguous();
+  std::vector<uint8_t> open(static_cast<size_t>(len), 1);
   float* vp = d.values.data_ptr<float>();
   const int64_t* lp = lengths.data_ptr<int64_t>();
   const int64_t states = max_gap_ + 1;
@@ -200,6 +229,15 @@ ObservationModel::Draw ObservationModel::sample(const torch::Tensor& lengths_in,
       throw UsageError("observation model: length " + std::to_string(lp[p]) + " outside [1, " +
                        std::to_string(len) + "]");
     float* vb = vp + p * c * len;
+    if (has_hour()) {
+      const double* hb = hour_uniform.data_ptr<double>() + p * len;
+      int64_t last = -1;
+      for (int64_t t = 0; t < lp[p]; ++t) {
+        const auto k = table_index(t, gap_state(t, last, max_gap_), 0, states);
+        open[static_cast<size_t>(t)] = hb[t] < hour_.p[k];
+        if (open[static_cast<size_t>(t)]) last = t;
+      }
+    }
     for (int64_t i = 0; i < n_units; ++i) {
       const Unit& u = units_[static_cast<size_t>(i)];
       auto& mine = on[static_cast<size_t>(i)];
@@ -209,6 +247,10 @@ ObservationModel::Draw ObservationModel::sample(const torch::Tensor& lengths_in,
       for (int64_t t = 0; t < lp[p]; ++t) {
         if (u.gate >= 0 && !(vb[u.gate * len + t] > 0.f)) {
           vb[u.channel * len + t] = 1.f;  // the group decides, as encoded
+          continue;
+        }
+        if (u.gate < 0 && !open[static_cast<size_t>(t)]) {
+          vb[u.channel * len + t] = -1.f;  // nothing observed at this step
           continue;
         }
         const int q = u.partner >= 0 && on[static_cast<size_t>(u.partner)][static_cast<size_t>(t)];
@@ -243,10 +285,12 @@ json ObservationModel::to_json() const {
   json units = json::array();
   for (const Unit& u : units_)
     units.push_back({{"channel", u.channel}, {"gate", u.gate}, {"partner", u.partner}, {"p", u.p}});
-  return {{"max_gap", max_gap_},
-          {"length", length_},
-          {"observed_share", observed_share_},
-          {"units", units}};
+  json j = {{"max_gap", max_gap_},
+            {"length", length_},
+            {"observed_share", observed_share_},
+            {"units", units}};
+  if (has_hour()) j["hour"] = {{"p", hour_.p}};
+  return j;
 }
 
 ObservationModel ObservationModel::from_json(const json& j, int64_t channels, int64_t length) {
@@ -265,6 +309,15 @@ ObservationModel ObservationModel::from_json(const json& j, int64_t channels, in
     if (m.length_ != length)
       throw bad("length " + std::to_string(m.length_) + " differs from the encoder's " +
                 std::to_string(length));
+    const auto table_size = static_cast<size_t>(length * (m.max_gap_ + 1) * 2);
+    if (j.contains("hour")) {
+      m.hour_.p = j.at("hour").at("p").get<std::vector<double>>();
+      if (m.hour_.p.size() != table_size)
+        throw bad("hour gate: " + std::to_string(m.hour_.p.size()) + " probabilities, expected " +
+                  std::to_string(table_size));
+      for (double v : m.hour_.p)
+        if (!(v >= 0.0 && v <= 1.0)) throw bad("hour gate: probability " + std::to_string(v));
+    }
     std::set<int64_t> drawn;
     for (const json& ju : j.at("units")) {
       Unit u;
