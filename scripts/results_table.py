@@ -88,7 +88,9 @@ print("Columns (all from `report.json`'s summary): disc. = discriminative score 
       "Kolmogorov–Smirnov statistic over reals and total variation distance over labels; "
       "miss. = mean |missing-rate difference|; corr., trend, cycle = mean |difference| of "
       "the correlation matrices of values, of per-patient trends and of detrended cycles "
-      "(averaged over patients with Fisher's z, each weighing n − 3 for its n shared steps); "
+      "(averaged over patients with Fisher's z, each weighing n − 3 for its n shared steps; "
+      "over the pairs at least 20 patients estimate in both cohorts, as rarer pairs are "
+      "noise); "
       "ACF = mean |autocorrelation difference|; static viol. = share of synthetic patients "
       "whose static variables change over time; pred. MAE = next-step prediction error of a "
       "GRU trained on synthetic, tested on real; outcome AUROC = in-hospital death predicted "
@@ -96,7 +98,10 @@ print("Columns (all from `report.json`'s summary): disc. = discriminative score 
       "(higher is better); DCR share = share of synthetic patients closer to a training "
       "patient than to a held-out one (0.5 ideal); MIA AUC = membership inference (0.5 "
       "ideal); copies = synthetic patients identical to a training patient. Sampling time "
-      "is the wall time of `healthgym sample` for the whole cohort.\n")
+      "is the wall time of `healthgym sample` for the whole cohort. The row *two real "
+      "halves* is the floor: one random half of the training patients scored against the "
+      "other (`report.json`'s `summary.real_halves`; with half the patients on each side it "
+      "is a little higher than the noise in a full-size comparison).\n")
 
 for d in dict.fromkeys(r["d"] for r in runs):
     rows = [r for r in runs if r["d"] == d]
@@ -117,6 +122,11 @@ for d in dict.fromkeys(r["d"] for r in runs):
             acc = "–"
         cells = [label, r["sampler"], r["sample_s"], acc]
         cells += [fmt(get(r["s"], c[1])) for c in COLUMNS]
+        print("| " + " | ".join(cells) + " |")
+    halves = next((r["s"]["real_halves"] for r in rows if "real_halves" in r["s"]), None)
+    if halves:
+        cells = ["two real halves", "–", "–", "–"]
+        cells += [fmt(get(halves, c[1])) for c in COLUMNS]
         print("| " + " | ".join(cells) + " |")
     print()
     notes = [r for r in rows if r["arm"] == "seed" and r["note"]]

@@ -89,6 +89,7 @@ TEST(Cli, SchemaTrainSampleInfo) {
                   dir.file("syn.csv") + " --no-guardrail");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("wrote 5 synthetic patients"));
+  EXPECT_THAT(r.output, HasSubstr("repeats: "));  // default preset: restored
   const auto syn = healthgym::testing::read_file(dir.file("syn.csv"));
   EXPECT_EQ(syn.substr(0, syn.find('\n')),
             "stay_id,hour,age,sex,height_cm,icu_type,in_hospital_death,HR,MAP,SysABP,DiasABP,"
@@ -98,6 +99,8 @@ TEST(Cli, SchemaTrainSampleInfo) {
   r = run_command(kBin + " info " + dir.file("m.hg"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("trained         2 of 2 epochs"));
+  EXPECT_THAT(r.output, HasSubstr("an hour gate"));
+  EXPECT_THAT(r.output, HasSubstr("sample restores them by default"));
 }
 
 namespace {

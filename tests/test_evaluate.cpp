@@ -81,13 +81,20 @@ TEST(Evaluate, CohortAgainstItself) {
   EXPECT_NEAR(num(s["acf_mad"]), 0.0, 1e-12);
   EXPECT_EQ(num(s["static_violation_rate"]), 0.0);
   EXPECT_EQ(num(s["exact_copies"]), 120.0);
+  // Two halves of the real cohort differ a little: the floor beside each number.
+  const auto& h = s["real_halves"];
+  EXPECT_GT(num(h["mean_ks"]), 0.0);
+  EXPECT_LT(num(h["mean_ks"]), 0.3);
+  EXPECT_GE(num(h["cycle_corr_mad"]), 0.0);
+  EXPECT_FALSE(h.contains("discriminative"));
   EXPECT_GT(num(s["mia_auc"]), 0.9);  // every training patient is at distance 0
   EXPECT_EQ(num(s["dcr_share_train"]), 1.0);
   // Files are written, and the JSON on disk is the report.
   const auto on_disk =
       nlohmann::json::parse(healthgym::testing::read_file(dir.file("report/report.json")));
   EXPECT_EQ(on_disk.at("summary").at("exact_copies"), s.at("exact_copies"));
-  EXPECT_THAT(healthgym::testing::read_file(dir.file("report/report.html")), HasSubstr("<html"));
+  EXPECT_THAT(healthgym::testing::read_file(dir.file("report/report.html")),
+              AllOf(HasSubstr("<html"), HasSubstr("(real halves: ")));
 }
 
 TEST(Evaluate, IndependentSplitLooksReal) {

@@ -141,6 +141,10 @@ TEST(Fidelity, CohortAgainstItselfScoresPerfectly) {
   EXPECT_GT(num(cycle[0][1]), 0.9);
   EXPECT_EQ(num(trend[0][0]), 1.0);
   EXPECT_EQ(num(cycle[2][2]), 1.0);
+  // Six patients: pairs are scored where half of them (3) estimate them.
+  EXPECT_EQ(num(r["cycle_correlation"]["min_patients"]), 3.0);
+  EXPECT_EQ(num(r["cycle_correlation"]["patients_real"][0][1]), 6.0);
+  EXPECT_EQ(num(r["cycle_correlation"]["pairs_scored"]), 3.0);
 }
 
 TEST(Fidelity, ShiftedRealsRaiseKsOnly) {
@@ -189,6 +193,44 @@ TEST(Fidelity, ShufflingStepsRaisesAcfAndCycleMad) {
   const auto& hr_acf = r["autocorrelation"]["variables"][0];
   EXPECT_EQ(hr_acf["name"], "hr");
   EXPECT_GT(num(hr_acf["real"][0]), num(hr_acf["synthetic"][0]));
+}
+
+// 40 patients of 8 steps: x and y share a cycle; z, measured in the first 5
+// patients only, follows x's cycle. The synthetic copy flips z's cycle.
+TEST(Fidelity, PairsFewPatientsEstimateAreReportedButNotScored) {
+  std::string real = "pid,t,x,y,z\n", syn = real;
+  char buf[160];
+  for (int p = 0; p < 40; ++p)
+    for (int k = 0; k < 8; ++k) {
+      const double c = std::sin(1.1 * k + p);
+      const double x = 10 + 0.5 * k + c, y = 20 - 0.3 * k + 2 * c + 0.1 * std::cos(3.0 * k);
+      std::string z_real, z_syn;
+      if (p < 5) {
+        std::snprintf(buf, sizeof buf, "%.4f", 5 + 0.2 * k + c + 0.2 * std::cos(2.0 * k));
+        z_real = buf;
+        std::snprintf(buf, sizeof buf, "%.4f", 5 + 0.2 * k - c + 0.2 * std::cos(2.0 * k));
+        z_syn = buf;
+      }
+      std::snprintf(buf, sizeof buf, "p%d,%d,%.4f,%.4f,", p, k, x, y);
+      real += buf + z_real + "\n";
+      syn += buf + z_syn + "\n";
+    }
+  const Data d = load(real);
+  const Cohort s = load_cohort(parse_csv(syn, "syn.csv"), d.schema);
+  const json r = eval::fidelity_report(d.schema, d.cohort, s);
+  const json& cyc = r["cycle_correlation"];
+  ASSERT_EQ(cyc["variables"], (json{"x", "y", "z"}));
+  EXPECT_EQ(num(cyc["min_patients"]), 20.0);
+  EXPECT_EQ(num(cyc["patients_real"][0][1]), 40.0);
+  EXPECT_EQ(num(cyc["patients_real"][2][0]), 5.0);
+  EXPECT_EQ(num(cyc["patients_synthetic"][0][2]), 5.0);
+  EXPECT_EQ(num(cyc["pairs_defined"]), 3.0);
+  EXPECT_EQ(num(cyc["pairs_scored"]), 1.0);
+  // x with y is scored and identical; z's flipped pairs only count in mad_all_pairs.
+  EXPECT_NEAR(num(cyc["mad"]), 0.0, 1e-12);
+  EXPECT_GT(num(cyc["real"][0][2]), 0.5);
+  EXPECT_LT(num(cyc["synthetic"][0][2]), -0.5);
+  EXPECT_GT(num(cyc["mad_all_pairs"]), 2 * 0.5 * 2 / 3);
 }
 
 TEST(Fidelity, StaticViolationCountsPatientsWhoseStaticValueChanges) {

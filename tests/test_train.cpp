@@ -421,6 +421,7 @@ TEST(Train, PresetsSetTheFillWeightAndRangeTail) {
   EXPECT_EQ(default_preset().fill_weight, 1.0);
   EXPECT_EQ(seed_preset().channel_balance, 0.0);
   EXPECT_EQ(default_preset().channel_balance, 1.0);
+  EXPECT_EQ(default_preset().partner_jaccard, ObservationModel::kPartnerJaccard);
   EXPECT_EQ(default_preset().range_tail, 0.05);
   EXPECT_EQ(seed_preset().missing_groups, 0.0);
   EXPECT_EQ(default_preset().missing_groups, 0.95);
@@ -435,7 +436,9 @@ TEST(Train, PresetsSetTheFillWeightAndRangeTail) {
   j.erase("range_tail");  // checkpoints written before these existed
   j.erase("missing_groups");
   j.erase("channel_balance");
+  j.erase("partner_jaccard");
   EXPECT_EQ(TrainConfig::from_json(j).fill_weight, 0.0);
+  EXPECT_EQ(TrainConfig::from_json(j).partner_jaccard, 0.8);
   EXPECT_EQ(TrainConfig::from_json(j).channel_balance, 0.0);
   EXPECT_EQ(TrainConfig::from_json(j).range_tail, 0.0);
   EXPECT_EQ(TrainConfig::from_json(j).missing_groups, 0.0);
@@ -456,4 +459,8 @@ TEST(Train, PresetsSetTheFillWeightAndRangeTail) {
   bad.channel_balance = 2;
   EXPECT_EQ(healthgym::testing::message_of([&] { bad.validate(); }),
             "--channel-balance must be in [0, 1]");
+  bad.channel_balance = 1;
+  bad.partner_jaccard = 0;
+  EXPECT_EQ(healthgym::testing::message_of([&] { bad.validate(); }),
+            "--partner-jaccard must be in (0, 1]");
 }

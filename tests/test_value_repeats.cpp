@@ -130,8 +130,8 @@ TEST(ValueRepeats, SamplingRestoresTheTrainingShare) {
   for (int p = 0; p < 60; ++p)
     for (int t = 0; t < 12; ++t)
       csv += std::to_string(p) + "," + std::to_string(t) + "," +
-             std::to_string(60 + p % 20 + t / 3) + ".5," + std::to_string(60 + (p * 7 + t * 5) % 40) +
-             "\n";
+             std::to_string(60 + p % 20 + t / 3) + ".5," +
+             std::to_string(60 + (p * 7 + t * 5) % 40) + "\n";
   for (const char* preset : {"default", "seed"}) {
     TrainConfig c = preset_by_name(preset);
     c.data_path = dir.write("w.csv", csv);

@@ -70,8 +70,16 @@ Action register_evaluate(CLI::App& app) {
               << "           correlation diff " << show(s["corr_mad"]) << " (trend "
               << show(s["trend_corr_mad"]) << ", cycle " << show(s["cycle_corr_mad"])
               << "), autocorrelation diff " << show(s["acf_mad"]) << ", static violations "
-              << show(s["static_violation_rate"]) << "\n"
-              << "utility    discriminative " << show(s["discriminative"]["mean"]) << " +/- "
+              << show(s["static_violation_rate"]) << "\n";
+    if (s.contains("real_halves")) {
+      const auto& h = s["real_halves"];
+      std::cout << "           two real halves (the floor): mean KS " << show(h["mean_ks"])
+                << ", missing-rate diff " << show(h["missing_rate_mad"]) << ", correlation diff "
+                << show(h["corr_mad"]) << " (trend " << show(h["trend_corr_mad"]) << ", cycle "
+                << show(h["cycle_corr_mad"]) << "), autocorrelation diff " << show(h["acf_mad"])
+                << "\n";
+    }
+    std::cout << "utility    discriminative " << show(s["discriminative"]["mean"]) << " +/- "
               << show(s["discriminative"]["ci95"]) << " (0 is best), predictive MAE synthetic "
               << show(s["predictive"]["synthetic_mae"]) << " vs real "
               << show(s["predictive"]["real_mae"]) << "\n";

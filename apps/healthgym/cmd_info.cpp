@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstdio>
 #include <iomanip>
 #include <iostream>
@@ -30,7 +31,8 @@ Action register_info(CLI::App& app) {
         m["observations"] = {{"units", c.model.observations.units().size()},
                              {"max_gap", c.model.observations.max_gap()},
                              {"length", c.model.observations.length()},
-                             {"observed_share", c.model.observations.observed_share()}};
+                             {"observed_share", c.model.observations.observed_share()},
+                             {"hour_gate", c.model.observations.has_hour()}};
       std::cout << m.dump(2) << "\n";
       return;
     }
@@ -64,9 +66,29 @@ Action register_info(CLI::App& app) {
       std::cout << "observations    " << c.model.observations.units().size()
                 << " schedules counted on the training cohort, " << share
                 << " of their cells observed"
+                << (c.model.observations.has_hour() ? ", an hour gate" : "")
                 << (c.model.observations.sparse() && tc.value("preset", "") != "seed"
                         ? "; sample draws from them by default"
                         : "; sample --observations model draws from them")
+                << "\n";
+    }
+    if (!c.model.repeats.empty()) {
+      int with = 0;
+      double most = 0;
+      for (size_t i = 0; i < s.variables.size(); ++i) {
+        const double r = c.model.repeats.share(i);
+        if (!(r > 0)) continue;
+        ++with;
+        most = std::max(most, r);
+      }
+      char line[160];
+      std::snprintf(line, sizeof line,
+                    "%d time-varying reals repeat their previous value (up to %.1f%% of "
+                    "consecutive pairs); ",
+                    with, 100.0 * most);
+      std::cout << "repeats         " << line
+                << (tc.value("preset", "") != "seed" ? "sample restores them by default"
+                                                     : "sample --repeats match restores them")
                 << "\n";
     }
     std::string log = meta.value("log", std::string());

@@ -166,6 +166,11 @@ Action register_train(CLI::App& app) {
          "observed in: 0 weighs every cell alike (the original); 1 gives each channel about "
          "the same share of the loss, however rarely measured",
          d.channel_balance, [](TrainConfig& c, double v) { c.channel_balance = v; });
+  ov.add(sub, "--partner-jaccard",
+         "Observation schedules: a variable's chance of being measured follows an earlier "
+         "one's (a lab panel) when their measured steps overlap with Jaccard index >= J "
+         "(1: only variables always measured together)",
+         d.partner_jaccard, [](TrainConfig& c, double v) { c.partner_jaccard = v; });
   ov.add(sub, "--range-tail",
          "Share of [0,1] given to the values beyond each real variable's 0.5% and 99.5% "
          "quantiles, the rest spread linearly over the middle (0: plain min-max, as the "

@@ -9,6 +9,7 @@
 #include "healthgym/diffusion.hpp"
 #include "healthgym/distributed.hpp"
 #include "healthgym/grad_scaler.hpp"
+#include "healthgym/observation_model.hpp"
 #include "healthgym/unet.hpp"
 
 namespace healthgym {
@@ -52,6 +53,10 @@ struct TrainConfig {
   // fill_weighted_mask's balance: each channel's observed cells weigh f^-balance,
   // f the share of valid cells it is observed in (0: every cell alike, as the original).
   double channel_balance = 0.0;
+  // ObservationModel::fit's partner_jaccard: the co-observation (Jaccard index)
+  // at which a unit's chances follow an earlier unit's. Both presets: the
+  // schedules are counted either way, and sampled only from default-preset models.
+  double partner_jaccard = ObservationModel::kPartnerJaccard;
   // RealTransform::tail for every real variable (0: min-max, the original).
   double range_tail = 0.0;
   // Encoder::fit's missing_groups: the Jaccard index of observed cells at which

@@ -1,7 +1,10 @@
 #include "healthgym/evaluate.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <numeric>
+#include <random>
 #include <set>
 
 #include "healthgym/atomic_file.hpp"
@@ -70,6 +73,49 @@ double number(const json& j, const char* key) {
   return j.at(key).get<double>();
 }
 
+// The fidelity numbers of the summary, from fidelity_report's sections.
+json fidelity_summary(const json& fidelity) {
+  std::vector<double> ks, w, tvd, miss;
+  for (const auto& v : fidelity.at("variables")) {
+    if (v.contains("ks")) ks.push_back(number(v, "ks"));
+    if (v.contains("wasserstein_iqr")) w.push_back(number(v, "wasserstein_iqr"));
+    if (v.contains("tvd")) tvd.push_back(number(v, "tvd"));
+    miss.push_back(number(v, "missing_rate_diff"));
+  }
+  json summary;
+  summary["mean_ks"] = finite_or_null(mean_finite(ks));
+  summary["mean_wasserstein"] = finite_or_null(mean_finite(w));
+  summary["mean_tvd"] = finite_or_null(mean_finite(tvd));
+  summary["missing_rate_mad"] = finite_or_null(mean_finite(miss));
+  summary["corr_mad"] = finite_or_null(number(fidelity.at("correlation"), "mad"));
+  summary["trend_corr_mad"] = finite_or_null(number(fidelity.at("trend_correlation"), "mad"));
+  summary["cycle_corr_mad"] = finite_or_null(number(fidelity.at("cycle_correlation"), "mad"));
+  summary["trend_corr_mad_all_pairs"] =
+      finite_or_null(number(fidelity.at("trend_correlation"), "mad_all_pairs"));
+  summary["cycle_corr_mad_all_pairs"] =
+      finite_or_null(number(fidelity.at("cycle_correlation"), "mad_all_pairs"));
+  summary["acf_mad"] = finite_or_null(number(fidelity.at("autocorrelation"), "mad"));
+  return summary;
+}
+
+// Fidelity of one random half of the real patients against the other: what two
+// real samples differ by, the floor each fidelity number is read against (each
+// half has half the patients, so the floor is a little high for the whole
+// cohort). Null below 4 patients.
+json real_halves_fidelity(const Schema& schema, const Cohort& real, uint64_t seed) {
+  const int64_t n = real.n_patients();
+  if (n < 4) return nullptr;
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937_64 rng(seed ^ 0x5eed4a1fULL);
+  std::shuffle(order.begin(), order.end(), rng);
+  std::vector<int64_t> a(order.begin(), order.begin() + n / 2),
+      b(order.begin() + n / 2, order.end());
+  std::sort(a.begin(), a.end());
+  std::sort(b.begin(), b.end());
+  return eval::fidelity_report(schema, subset_patients(real, a), subset_patients(real, b));
+}
+
 }  // namespace
 
 json evaluate(const EvaluateConfig& cfg, const EvaluateCallback& progress) {
@@ -97,6 +143,8 @@ json evaluate(const EvaluateConfig& cfg, const EvaluateCallback& progress) {
   json notes = json::array();
   report_progress("fidelity", 0.05);
   json fidelity = eval::fidelity_report(schema, real.cohort, synthetic);
+  report_progress("fidelity of two real halves", 0.08);
+  const json real_halves = real_halves_fidelity(schema, real.cohort, cfg.seed);
 
   // Utility and privacy work on the design tensor of an encoder fitted on the
   // real data, long enough for every cohort.
@@ -118,24 +166,10 @@ json evaluate(const EvaluateConfig& cfg, const EvaluateCallback& progress) {
       eval::privacy_report(encoder, real.cohort, synthetic, holdout ? &*holdout : nullptr, &notes);
 
   // The summary: one number per question, each from the sections below it.
-  std::vector<double> ks, w, tvd, miss;
-  for (const auto& v : fidelity.at("variables")) {
-    if (v.contains("ks")) ks.push_back(number(v, "ks"));
-    if (v.contains("wasserstein_iqr")) w.push_back(number(v, "wasserstein_iqr"));
-    if (v.contains("tvd")) tvd.push_back(number(v, "tvd"));
-    miss.push_back(number(v, "missing_rate_diff"));
-  }
-  json summary;
-  summary["mean_ks"] = finite_or_null(mean_finite(ks));
-  summary["mean_wasserstein"] = finite_or_null(mean_finite(w));
-  summary["mean_tvd"] = finite_or_null(mean_finite(tvd));
-  summary["missing_rate_mad"] = finite_or_null(mean_finite(miss));
-  summary["corr_mad"] = finite_or_null(number(fidelity.at("correlation"), "mad"));
-  summary["trend_corr_mad"] = finite_or_null(number(fidelity.at("trend_correlation"), "mad"));
-  summary["cycle_corr_mad"] = finite_or_null(number(fidelity.at("cycle_correlation"), "mad"));
-  summary["acf_mad"] = finite_or_null(number(fidelity.at("autocorrelation"), "mad"));
+  json summary = fidelity_summary(fidelity);
   summary["static_violation_rate"] =
       finite_or_null(number(fidelity.at("static_violation"), "rate"));
+  if (!real_halves.is_null()) summary["real_halves"] = fidelity_summary(real_halves);
   const json& disc = utility.at("discriminative");
   summary["discriminative"] = {{"mean", finite_or_null(number(disc, "mean"))},
                                {"ci95", finite_or_null(number(disc, "ci95"))}};

@@ -471,8 +471,13 @@ struct SummaryRow {
 void summary_section(Page& page, const json& report) {
   const json& s = get(report, "summary");
   std::vector<SummaryRow> rows;
+  // Beside the ideal, what two random halves of the real cohort differ by.
+  const json halves = s.contains("real_halves") ? s.at("real_halves") : json();
   auto row = [&](const char* key, const char* metric, const char* ideal, const char* meaning) {
-    rows.push_back({metric, fmt(get(s, key)), ideal, meaning});
+    std::string best = ideal;
+    if (halves.is_object() && halves.contains(key))
+      best += " (real halves: " + fmt(get(halves, key)) + ")";
+    rows.push_back({metric, fmt(get(s, key)), best, meaning});
   };
   row("mean_ks", "Distribution distance (KS), numeric variables", "0",
       "Kolmogorov-Smirnov statistic averaged over numeric variables: 0 is identical "
@@ -486,9 +491,10 @@ void summary_section(Page& page, const json& report) {
   row("corr_mad", "Correlation difference", "0",
       "Average absolute difference between the real and synthetic correlation matrices.");
   row("trend_corr_mad", "Trend correlation difference", "0",
-      "The same for each patient's slow, linear trend over the stay.");
+      "The same for each patient's slow, linear trend over the stay, over the pairs of "
+      "variables enough patients (20) share in both cohorts.");
   row("cycle_corr_mad", "Fluctuation correlation difference", "0",
-      "The same for the fluctuations around each patient's trend.");
+      "The same for the fluctuations around each patient's trend, over the same pairs.");
   row("acf_mad", "Autocorrelation difference", "0",
       "How differently values depend on the previous steps (lags 1-5) in a patient's series.");
   rows.push_back({"Static variables that change", fmt_pct(get(s, "static_violation_rate")), "0%",

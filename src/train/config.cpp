@@ -54,6 +54,7 @@ void TrainConfig::validate() const {
   need(cond_drop >= 0.0 && cond_drop <= 1.0, "--cond-drop must be in [0, 1]");
   need(fill_weight >= 0.0 && fill_weight <= 1.0, "--fill-weight must be in [0, 1]");
   need(channel_balance >= 0.0 && channel_balance <= 1.0, "--channel-balance must be in [0, 1]");
+  need(partner_jaccard > 0.0 && partner_jaccard <= 1.0, "--partner-jaccard must be in (0, 1]");
   need(range_tail >= 0.0 && range_tail < 0.5, "--range-tail must be in [0, 0.5)");
   need(missing_groups >= 0.0 && missing_groups <= 1.0,
        "--missing-groups must be in [0, 1] (0: no groups)");
@@ -92,6 +93,7 @@ json TrainConfig::to_json() const {
           {"cond_drop", cond_drop},
           {"fill_weight", fill_weight},
           {"channel_balance", channel_balance},
+          {"partner_jaccard", partner_jaccard},
           {"range_tail", range_tail},
           {"missing_groups", missing_groups},
           {"epochs", epochs},
@@ -133,6 +135,7 @@ TrainConfig TrainConfig::from_json(const json& j) {
   c.cond_drop = j.value("cond_drop", 0.1);
   c.fill_weight = j.value("fill_weight", 0.0);
   c.channel_balance = j.value("channel_balance", 0.0);
+  c.partner_jaccard = j.value("partner_jaccard", 0.8);  // what older models were counted with
   c.range_tail = j.value("range_tail", 0.0);
   c.missing_groups = j.value("missing_groups", 0.0);
   c.epochs = j.at("epochs").get<int64_t>();

@@ -158,7 +158,8 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
     if (model.observations.empty() || world > 1) {
       const EncodedCohort whole = model.encoder.encode(full);  // encoded once for both
       if (model.observations.empty())
-        model.observations = ObservationModel::fit(model.encoder, whole);
+        model.observations =
+            ObservationModel::fit(model.encoder, whole, 24, 4.0, cfg.partner_jaccard);
       if (world > 1) shard_mask = cut_mask(whole);
     }
     Cohort cohort = shard(full);
@@ -197,7 +198,7 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
     // The observations are counted on the whole cohort, the design tensor is
     // the shard's: one encoding serves both on a single process.
     EncodedCohort whole = model.encoder.encode(loaded.cohort);
-    model.observations = ObservationModel::fit(model.encoder, whole);
+    model.observations = ObservationModel::fit(model.encoder, whole, 24, 4.0, cfg.partner_jaccard);
     if (world > 1) shard_mask = cut_mask(whole);
     Cohort mine = shard(loaded.cohort);
     loaded.cohort = Cohort();  // the shard is all this rank keeps

@@ -107,7 +107,7 @@ ObservationModel ObservationModel::fit(const Encoder& encoder, const EncodedCoho
   // Lower, 0.3, paired non-invasive with invasive blood pressure through a
   // shared partner; a partner drawn from its own chain also shifts the joint
   // states a first-order model was counted on (missing-rate difference 0.005
-  // -> 0.0075 at 0.4, README, Sampling).
+  // -> 0.007 at 0.4, README, Sampling).
   for (size_t i = 1; i < n_units; ++i) {
     double best = partner_jaccard - 1e-12;  // ties go to the earlier unit
     for (size_t j = 0; j < i; ++j) {

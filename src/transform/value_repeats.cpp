@@ -77,13 +77,14 @@ int64_t ValueRepeats::apply(Cohort& cohort, const Schema& schema) const {
         const double x = cohort.cell(row, var);
         if (is_missing(x)) continue;
         if (last >= 0)
-          pairs.push_back({std::fabs(as_written(x, decimals) -
-                                     as_written(cohort.cell(last, var), decimals)),
-                           row, last});
+          pairs.push_back(
+              {std::fabs(as_written(x, decimals) - as_written(cohort.cell(last, var), decimals)),
+               row, last});
         last = row;
       }
     }
-    const auto want = static_cast<size_t>(std::llround(share_[v] * static_cast<double>(pairs.size())));
+    const auto want =
+        static_cast<size_t>(std::llround(share_[v] * static_cast<double>(pairs.size())));
     if (want == 0) continue;
     // The `want` smallest changes; ties keep patient and time order, so the
     // result does not depend on the sort.
@@ -110,7 +111,9 @@ json ValueRepeats::to_json() const {
 }
 
 ValueRepeats ValueRepeats::from_json(const json& j, const Schema& schema) {
-  auto bad = [](const std::string& what) { return InputError("checkpoint value repeats: " + what); };
+  auto bad = [](const std::string& what) {
+    return InputError("checkpoint value repeats: " + what);
+  };
   if (!j.is_array()) throw bad("not an array");
   if (j.size() != schema.variables.size())
     throw bad(std::to_string(j.size()) + " shares for " + std::to_string(schema.variables.size()) +
@@ -122,7 +125,8 @@ ValueRepeats ValueRepeats::from_json(const json& j, const Schema& schema) {
     const std::string& name = schema.variables[v].name;
     if (!j[v].is_number()) throw bad(name + ": not a number");
     const double s = j[v].get<double>();
-    if (!(s >= 0.0 && s <= 1.0)) throw bad(name + ": share " + std::to_string(s) + " outside [0, 1]");
+    if (!(s >= 0.0 && s <= 1.0))
+      throw bad(name + ": share " + std::to_string(s) + " outside [0, 1]");
     if (!can_repeat(schema.variables[v])) throw bad(name + ": not a time-varying real variable");
     r.share_[v] = s;
   }
