@@ -9,6 +9,7 @@
 #include "healthgym/encoder.hpp"
 #include "healthgym/error.hpp"
 #include "healthgym/evaluate.hpp"
+#include "healthgym/metrics.hpp"
 #include "test_util.hpp"
 
 namespace healthgym {
@@ -159,12 +160,38 @@ TEST(Privacy, UnequalHoldoutIsSubsampled) {
   EXPECT_NE(r["dcr"]["note"].get<std::string>().find("50"), std::string::npos);
   EXPECT_EQ(r["dcr"]["train"].size(), 120u);
   EXPECT_EQ(r["dcr"]["holdout"].size(), 120u);
-  // Of 120 copies only the 50 kept training patients are still at distance 0; the other
-  // 70 are about as near the 50 kept training patients as the 50 holdout ones: ~0.7.
+  // Each copy is at distance 0 from itself, in a 50-patient subset of the training
+  // set with probability 50/120; otherwise it is about as near the subset as the
+  // 50 holdout patients: ~0.7 in expectation over the subsets.
   const double share = r["dcr"]["share_closer_to_train"].get<double>();
   EXPECT_GT(share, 0.55);
   EXPECT_LT(share, 0.85);
   EXPECT_GT(r["mia_auc"].get<double>(), 0.95);
+}
+
+// A larger holdout counts as subsets of the training set's size: copies of the
+// training patients are at distance 0 from them, so training is always nearer.
+TEST(Privacy, LargerHoldoutIsTheSubsetSide) {
+  const Pbc& d = pbc();
+  const Cohort small_train = pick(d.all, 0, 40, 2);
+  json notes = json::array();
+  const json r = eval::privacy_report(d.encoder, small_train, small_train, &d.holdout, &notes);
+  ASSERT_TRUE(r["dcr"].contains("note"));
+  EXPECT_NE(r["dcr"]["note"].get<std::string>().find("subset of 40 holdout"), std::string::npos);
+  EXPECT_DOUBLE_EQ(r["dcr"]["share_closer_to_train"].get<double>(), 1.0);
+  EXPECT_GT(r["mia_auc"].get<double>(), 0.95);
+}
+
+TEST(Metrics, SubsetHitProbabilityKnownAnswers) {
+  EXPECT_DOUBLE_EQ(metrics::subset_hit_probability(10, 0, 4), 0.0);
+  EXPECT_DOUBLE_EQ(metrics::subset_hit_probability(10, 3, 0), 0.0);
+  EXPECT_NEAR(metrics::subset_hit_probability(4, 1, 2), 0.5, 1e-12);
+  EXPECT_NEAR(metrics::subset_hit_probability(5, 2, 2), 0.7, 1e-12);  // 1 - C(3,2)/C(5,2)
+  EXPECT_NEAR(metrics::subset_hit_probability(120, 1, 50), 50.0 / 120, 1e-12);
+  EXPECT_DOUBLE_EQ(metrics::subset_hit_probability(6, 3, 4), 1.0);  // 3 unmarked < 4 drawn
+  EXPECT_DOUBLE_EQ(metrics::subset_hit_probability(7, 7, 7), 1.0);
+  EXPECT_THROW(metrics::subset_hit_probability(5, 6, 2), std::invalid_argument);
+  EXPECT_THROW(metrics::subset_hit_probability(5, 1, 6), std::invalid_argument);
 }
 
 TEST(Utility, CohortAgainstItselfIsIndistinguishable) {

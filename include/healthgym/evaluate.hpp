@@ -115,7 +115,9 @@ nlohmann::json utility_report(const Encoder& encoder, const Cohort& real, const 
 //                   equals a training patient's, "exact_copies_share",
 //   "dcr": {"train": [per synthetic patient distance to nearest training patient],
 //           "holdout": [... nearest holdout patient] or null,
-//           "share_closer_to_train" or null, "train_median", "holdout_median"},
+//           "share_closer_to_train" or null (when the sets differ in size, the
+//           expectation over every subset of the larger one of the smaller's size),
+//           "train_median", "holdout_median", "note" (sizes differ)},
 //   "mia_auc": AUC of -distance-to-nearest-synthetic telling training from holdout, or null
 // }
 // Distances are Euclidean in the encoded space (design tensor with padding zeroed).

@@ -53,6 +53,11 @@ double autocorrelation(const std::vector<double>& x, int lag);
 // is NaN. Any non-zero label is the positive class.
 double auroc(const std::vector<double>& scores, const std::vector<int>& labels);
 
+// The probability that m items drawn without replacement from n include at least
+// one of k marked ones: 1 - C(n-k, m) / C(n, m). std::invalid_argument unless
+// 0 <= k <= n and 0 <= m <= n.
+double subset_hit_probability(int64_t n, int64_t k, int64_t m);
+
 // Mean absolute difference over entries finite in both matrices; NaN if none.
 double mean_abs_diff(const std::vector<std::vector<double>>& a,
                      const std::vector<std::vector<double>>& b);

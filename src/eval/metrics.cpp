@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <stdexcept>
+#include <string>
 
 namespace healthgym::metrics {
 
@@ -300,6 +301,19 @@ double autocorrelation(const std::vector<double>& x, int lag) {
   for (size_t i = 0; i + lag < n; ++i) num += (x[i] - m) * (x[i + lag] - m);
   if (!(den > 0)) return kNaN;
   return num / den;
+}
+
+double subset_hit_probability(int64_t n, int64_t k, int64_t m) {
+  if (n < 0 || k < 0 || k > n || m < 0 || m > n)
+    throw std::invalid_argument("subset_hit_probability: need 0 <= k <= n and 0 <= m <= n, got n " +
+                                std::to_string(n) + ", k " + std::to_string(k) + ", m " +
+                                std::to_string(m));
+  if (k == 0 || m == 0) return 0.0;
+  if (n - k < m) return 1.0;
+  // C(n-k, m) / C(n, m) in logs: n is a cohort's size, far past exact factorials.
+  const auto lg = [](int64_t x) { return std::lgamma(static_cast<double>(x) + 1.0); };
+  const double log_miss = lg(n - k) - lg(n - k - m) - lg(n) + lg(n - m);
+  return 1.0 - std::exp(log_miss);
 }
 
 double auroc(const std::vector<double>& scores, const std::vector<int>& labels) {

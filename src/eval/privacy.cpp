@@ -1,7 +1,6 @@
 // Privacy of a synthetic cohort: verbatim copies of training patients, distance
 // to the closest record (DCR) against training vs holdout patients, and a
 // distance-based membership-inference attack.
-#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -9,6 +8,7 @@
 #include <limits>
 #include <string>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "healthgym/evaluate.hpp"
@@ -20,8 +20,6 @@ namespace {
 using nlohmann::json;
 using torch::Tensor;
 
-// The signature carries no seed; a fixed one keeps the subsampling reproducible.
-constexpr uint64_t kSubsampleSeed = 0;
 // Elements of one [chunk, reference] distance block: bounds memory at 32 MB.
 constexpr int64_t kBlockElements = int64_t{1} << 22;
 const double kNaN = std::numeric_limits<double>::quiet_NaN();
@@ -64,6 +62,28 @@ Tensor nearest_distance(const Tensor& a, const Tensor& b) {
     out.push_back((ac - b.index_select(0, nearest)).norm(2, {1}));
   }
   return out.empty() ? torch::empty({0}, torch::kDouble) : torch::cat(out);
+}
+
+// For each row i of a: how many rows of b lie nearer than limit[i], and how many
+// at limit[i] (within a rounding tolerance of cdist's matrix-product form).
+std::pair<std::vector<int64_t>, std::vector<int64_t>> count_nearer(const Tensor& a, const Tensor& b,
+                                                                   const Tensor& limit) {
+  const int64_t na = a.size(0), nb = b.size(0);
+  std::vector<int64_t> lt, eq;
+  const int64_t chunk = std::max<int64_t>(1, kBlockElements / std::max<int64_t>(1, nb));
+  for (int64_t s = 0; s < na; s += chunk) {
+    const int64_t c = std::min(chunk, na - s);
+    const auto d = torch::cdist(a.narrow(0, s, c), b);
+    const auto lim = limit.narrow(0, s, c).unsqueeze(1);
+    const auto tol = 1e-6 * torch::clamp_min(lim, 1.0);
+    const auto below = (d < lim - tol).sum(1).contiguous();
+    const auto at = ((d - lim).abs() <= tol).sum(1).contiguous();
+    for (int64_t i = 0; i < c; ++i) {
+      lt.push_back(below[i].item<int64_t>());
+      eq.push_back(at[i].item<int64_t>());
+    }
+  }
+  return {lt, eq};
 }
 
 std::vector<double> to_vector(const Tensor& t) {
@@ -109,30 +129,47 @@ json privacy_report(const Encoder& encoder, const Cohort& train, const Cohort& s
   dcr["holdout_median"] = number_or_null(median(dcr_holdout_v));
 
   // Nearer neighbours are likelier among more patients, so the larger reference
-  // set is cut to the smaller's size before the two are compared.
+  // set counts as a random subset of the smaller's size. The share is the exact
+  // expectation over every such subset, from each synthetic patient's distances
+  // to all of the larger set, rather than one drawn subset's: the draw added its
+  // own noise, large when the smaller set is small (pbcseq holds out 62).
   const int64_t n_train = train_x.size(0), n_holdout = holdout_x.size(0);
   const int64_t n_ref = std::min(n_train, n_holdout);
-  Tensor train_idx = torch::arange(n_train), holdout_idx = torch::arange(n_holdout);
-  Tensor near_train = dcr_train, near_holdout = dcr_holdout;
   if (n_train != n_holdout) {
-    auto gen = at::detail::createCPUGenerator(kSubsampleSeed);
     const bool cut_train = n_train > n_holdout;
-    Tensor& idx = cut_train ? train_idx : holdout_idx;
-    idx = torch::randperm(idx.size(0), gen, torch::kLong).narrow(0, 0, n_ref);
-    if (cut_train)
-      near_train = nearest_distance(syn_x, train_x.index_select(0, idx));
-    else
-      near_holdout = nearest_distance(syn_x, holdout_x.index_select(0, idx));
     dcr["note"] = std::string("train (") + std::to_string(n_train) + ") and holdout (" +
-                  std::to_string(n_holdout) + ") differ in size: share_closer_to_train and " +
-                  "mia_auc use a seeded random subset of " + std::to_string(n_ref) + " " +
+                  std::to_string(n_holdout) + ") differ in size: share_closer_to_train is " +
+                  "the expectation over every subset of " + std::to_string(n_ref) + " " +
                   (cut_train ? "training" : "holdout") +
-                  " patients; the train/holdout lists and medians use all";
+                  " patients; the train/holdout lists, medians and mia_auc use all";
   }
   if (n_syn > 0) {
-    auto closer = (near_train < near_holdout).to(torch::kDouble) +
-                  0.5 * (near_train == near_holdout).to(torch::kDouble);
-    dcr["share_closer_to_train"] = number_or_null(closer.mean().item<double>());
+    double sum = 0;
+    if (n_train == n_holdout) {
+      for (int64_t i = 0; i < n_syn; ++i) {
+        const double t = dcr_train_v[i], h = dcr_holdout_v[i];
+        sum += t < h ? 1.0 : (t == h ? 0.5 : 0.0);
+      }
+    } else if (n_train > n_holdout) {
+      // Training is nearer when the subset holds one of the training patients
+      // nearer than the nearest holdout patient.
+      const auto [lt, eq] = count_nearer(syn_x, train_x, dcr_holdout);
+      for (int64_t i = 0; i < n_syn; ++i) {
+        const double p_lt = metrics::subset_hit_probability(n_train, lt[i], n_ref);
+        const double p_le = metrics::subset_hit_probability(n_train, lt[i] + eq[i], n_ref);
+        sum += p_lt + 0.5 * (p_le - p_lt);
+      }
+    } else {
+      // Training is nearer when the holdout subset misses every holdout patient
+      // at or inside the nearest training distance.
+      const auto [lt, eq] = count_nearer(syn_x, holdout_x, dcr_train);
+      for (int64_t i = 0; i < n_syn; ++i) {
+        const double p_lt = metrics::subset_hit_probability(n_holdout, lt[i], n_ref);
+        const double p_le = metrics::subset_hit_probability(n_holdout, lt[i] + eq[i], n_ref);
+        sum += (1.0 - p_le) + 0.5 * (p_le - p_lt);
+      }
+    }
+    dcr["share_closer_to_train"] = number_or_null(sum / static_cast<double>(n_syn));
   }
   out["dcr"] = dcr;
 
@@ -140,14 +177,15 @@ json privacy_report(const Encoder& encoder, const Cohort& train, const Cohort& s
   if (n_syn > 0) {
     std::vector<double> scores;
     std::vector<int> labels;
-    auto add = [&](const Tensor& x, const Tensor& idx, int label) {
-      for (double d : to_vector(nearest_distance(x.index_select(0, idx), syn_x))) {
+    auto add = [&](const Tensor& x, int label) {
+      for (double d : to_vector(nearest_distance(x, syn_x))) {
         scores.push_back(-d);
         labels.push_back(label);
       }
     };
-    add(train_x, train_idx, 1);
-    add(holdout_x, holdout_idx, 0);
+    // AUC does not depend on the classes' sizes: every patient counts.
+    add(train_x, 1);
+    add(holdout_x, 0);
     out["mia_auc"] = number_or_null(metrics::auroc(scores, labels));
   }
   return out;
