@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the measurement scripts (results, precision, observation A/B).
 # split_patients SRC N1 F1 N2 F2: splits a long-format CSV by patient (rows of a
 # patient are contiguous, the id in the first column): the header and the first N1

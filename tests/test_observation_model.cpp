@@ -52,15 +52,8 @@ Fitted fit_scheduled(const TempDir& dir) {
 
 // A small default- or seed-preset run on scheduled_csv, checkpoint at dir/m.hg.
 TrainConfig scheduled_config(const TempDir& dir, TrainConfig base, bool sparse) {
-  base.data_path = scheduled_csv(dir, sparse);
-  base.id_column = "id";
-  base.time_column = "hour";
-  base.out_path = dir.file("m.hg");
-  base.hidden = 16;
-  base.levels = 1;
-  base.diffusion.n_steps = 10;
-  base.epochs = 1;
-  return base;
+  return healthgym::testing::tiny_run_config(base, scheduled_csv(dir, sparse), "id", "hour",
+                                             dir.file("m.hg"));
 }
 
 SampleConfig ddim_config(const TempDir& dir, const TrainConfig& c, int64_t n) {

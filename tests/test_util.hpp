@@ -139,4 +139,20 @@ inline TrainConfig small_config(const TempDir& dir, TrainConfig base, const std:
   return base;
 }
 
+// The smallest run worth training: width 16, one level, T 10, one epoch, on
+// data_path (columns id and time), the checkpoint at out_path.
+inline TrainConfig tiny_run_config(TrainConfig base, const std::string& data_path,
+                                   const std::string& id, const std::string& time,
+                                   const std::string& out_path) {
+  base.data_path = data_path;
+  base.id_column = id;
+  base.time_column = time;
+  base.out_path = out_path;
+  base.hidden = 16;
+  base.levels = 1;
+  base.diffusion.n_steps = 10;
+  base.epochs = 1;
+  return base;
+}
+
 }  // namespace healthgym::testing

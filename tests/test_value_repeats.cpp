@@ -133,15 +133,8 @@ TEST(ValueRepeats, SamplingRestoresTheTrainingShare) {
              std::to_string(60 + p % 20 + t / 3) + ".5," +
              std::to_string(60 + (p * 7 + t * 5) % 40) + "\n";
   for (const char* preset : {"default", "seed"}) {
-    TrainConfig c = preset_by_name(preset);
-    c.data_path = dir.write("w.csv", csv);
-    c.id_column = "id";
-    c.time_column = "hour";
-    c.out_path = dir.file("m.hg");
-    c.hidden = 16;
-    c.levels = 1;
-    c.diffusion.n_steps = 10;
-    c.epochs = 1;
+    const TrainConfig c = healthgym::testing::tiny_run_config(
+        preset_by_name(preset), dir.write("w.csv", csv), "id", "hour", dir.file("m.hg"));
     train(c);
     auto ck = load_checkpoint(c.out_path);
     const long w = ck.model.encoder.schema().variable_index("w");
