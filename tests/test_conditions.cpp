@@ -105,6 +105,32 @@ TEST(Conditions, ApplySetsTheLabelsAndReportsAgreement) {
   EXPECT_TRUE(torch::equal(spec.indices(co), rows));
 }
 
+TEST(Conditions, ProjectionHoldsTheLabelsEncodedInsideTheLength) {
+  TempDir dir;
+  auto d = load_small(dir);
+  auto spec = ConditionSpec::fit(d.schema, d.cohort, "sex");
+  Encoder e = Encoder::fit(d.schema, d.cohort, 4, 1e-3);
+  EncodedCohort enc = e.encode(d.cohort);
+  auto same = spec.projection(e.schema(), spec.indices(d.cohort), enc.lengths, e.channels(), 4,
+                              torch::kCPU);
+  EXPECT_TRUE(torch::equal(same(enc.x), enc.x));  // the training data is a fixed point
+  // Other labels: decoding gives them, and nothing else moves.
+  auto rows = torch::tensor({1, 1, 0, 1}, torch::kLong).view({4, 1});
+  auto x = spec.projection(e.schema(), rows, enc.lengths, e.channels(), 4, torch::kCPU)(enc.x);
+  Cohort back = e.decode(x, enc.lengths, DecodeOptions{});
+  EXPECT_TRUE(torch::equal(spec.indices(back), rows));
+  EXPECT_TRUE(torch::equal(x.slice(2, 2), enc.x.slice(2, 2)));  // past each length of 2
+  const auto& sex = e.schema().variables[0];
+  auto untouched = torch::ones({e.channels()}, torch::kBool);
+  for (int64_t q = 0; q < sex.value_width; ++q) untouched[sex.value_offset + q] = false;
+  if (sex.observed_channel >= 0) untouched[sex.observed_channel] = false;
+  auto keep = untouched.nonzero().view(-1);
+  EXPECT_TRUE(torch::equal(x.index_select(1, keep), enc.x.index_select(1, keep)));
+  EXPECT_THROW(
+      spec.projection(e.schema(), rows.slice(0, 0, 2), enc.lengths, e.channels(), 4, torch::kCPU),
+      UsageError);
+}
+
 TEST(Conditions, UNetConditionEmbeddings) {
   torch::manual_seed(5);
   UNetConfig uc;

@@ -246,6 +246,44 @@ TEST(Encoder, ProjectFillZeroesPaddingAndUnobservedValues) {
   EXPECT_TRUE(torch::equal(e.project_fill(enc.x, enc.lengths), enc.x));
 }
 
+TEST(Encoder, StaticProjectionHoldsStaticsToTheirMeanWithinTheLength) {
+  TempDir dir;
+  auto d = pbc_subset(dir, 8);
+  Encoder e = Encoder::fit(d.schema, d.cohort, 16, 1e-3);
+  torch::manual_seed(4);
+  auto x0 = torch::randn({3, e.channels(), 16});
+  auto lengths = torch::tensor({16, 9, 1}, torch::kLong);
+  auto y = e.static_projection(lengths, torch::kCPU)(x0);
+  int statics = 0;
+  for (const auto& v : e.schema().variables) {
+    std::vector<int64_t> chans;
+    for (int64_t q = 0; q < v.value_width; ++q) chans.push_back(v.value_offset + q);
+    if (v.observed_channel >= 0) chans.push_back(v.observed_channel);
+    statics += v.is_static;
+    for (int64_t p = 0; p < 3; ++p) {
+      const int64_t len = lengths[p].item<int64_t>();
+      for (int64_t ch : chans) {
+        auto in = x0[p][ch], out = y[p][ch];
+        // Past the length nothing moves; inside it a static holds its mean.
+        EXPECT_TRUE(torch::equal(out.slice(0, len), in.slice(0, len)));
+        if (!v.is_static) {
+          EXPECT_TRUE(torch::equal(out, in)) << v.name;
+          continue;
+        }
+        const float mean = in.slice(0, 0, len).mean().item<float>();
+        for (int64_t k = 0; k < len; ++k) EXPECT_NEAR(out[k].item<float>(), mean, 1e-5) << v.name;
+      }
+    }
+  }
+  EXPECT_GT(statics, 0);
+  // Encoded training data is a fixed point: its statics are constant already.
+  EncodedCohort enc = e.encode(d.cohort);
+  auto held = e.static_projection(enc.lengths, torch::kCPU)(enc.x);
+  EXPECT_TRUE(torch::allclose(held, enc.x, 1e-5, 1e-6));
+  EXPECT_THROW(e.static_projection(lengths, torch::kCPU)(torch::zeros({2, e.channels(), 16})),
+               InputError);
+}
+
 TEST(Encoder, RangeTailRoundTripsAndOldFilesReadAsMinMax) {
   TempDir dir;
   auto d = pbc_subset(dir, 60);

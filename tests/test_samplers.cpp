@@ -145,9 +145,16 @@ TEST(Samplers, DefaultPresetSamplesWithoutRejections) {
   EXPECT_EQ(ck.model.x0_mean.sizes().vec(),
             (std::vector<int64_t>{ck.model.encoder.channels(), ck.model.encoder.working_length()}));
   EXPECT_TRUE(torch::all(ck.model.x0_std >= 0).item<bool>());
-  s.marginal_start = false;  // pure noise, as the original
+  s.start = StartMode::kNoise;  // pure noise, as the original
   s.out_path = dir.file("noise.csv");
   EXPECT_EQ(sample_to_csv(s).accepted, 16);
+  s.start = StartMode::kMarginal;
+  s.out_path = dir.file("marginal.csv");
+  EXPECT_EQ(sample_to_csv(s).accepted, 16);
+  // The Gaussian start's basis: [K, C, L] with K at most N / 8, saved and read back.
+  ASSERT_TRUE(ck.model.start.basis.defined());
+  EXPECT_EQ(ck.model.start.basis.size(1), ck.model.encoder.channels());
+  EXPECT_EQ(ck.model.start.resid_std.sizes(), ck.model.x0_mean.sizes());
   EXPECT_TRUE(static_cast<bool>(ck.model.ema));
   EXPECT_GT(ck.meta.value("ema_updates", 0), 0);
 }

@@ -91,6 +91,12 @@ Action register_info(CLI::App& app) {
                                                      : "sample --repeats match restores them")
                 << "\n";
     }
+    if (c.model.start.basis.defined())
+      std::cout << "start           a Gaussian over whole patients, " << c.model.start.basis.size(0)
+                << " principal directions; "
+                << (tc.value("preset", "") != "seed" ? "sample starts from it by default"
+                                                     : "sample --start gaussian starts from it")
+                << "\n";
     std::string log = meta.value("log", std::string());
     const auto last_nl = log.find_last_of('\n', log.size() >= 2 ? log.size() - 2 : 0);
     if (last_nl != std::string::npos && log.size() > last_nl + 1)

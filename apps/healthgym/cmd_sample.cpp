@@ -64,9 +64,11 @@ Action register_sample(CLI::App& app) {
       ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
       ->capture_default_str();
   sub->add_option("--statics", o->statics,
-                  "hold: one value per patient for static variables; free: per step, as the "
-                  "original (default: free for a seed-preset model, hold otherwise)")
-      ->check(CLI::IsMember({"hold", "free"}));
+                  "chain: static variables held to one value per patient at every denoising "
+                  "step and when decoding; hold: only when decoding (the median over the "
+                  "patient's steps); free: per step, as the original (default: free for a "
+                  "seed-preset model, chain otherwise)")
+      ->check(CLI::IsMember({"chain", "hold", "free"}));
   sub->add_option("--sampler", o->sampler,
                   "ddpm: ancestral over all T steps (the original); ddim: K steps (--sample-steps)")
       ->check(CLI::IsMember({"ddpm", "ddim"}))
@@ -98,9 +100,12 @@ Action register_sample(CLI::App& app) {
   sub->add_option("--start", o->start,
                   "noise: start the chain from N(0, I) (the original); marginal: from x_T's "
                   "distribution given the training data's per-cell mean and variance, which the "
-                  "original's schedule (28% of x0 left at T) needs (default: marginal unless "
-                  "the model is seed-preset)")
-      ->check(CLI::IsMember({"noise", "marginal"}));
+                  "original's schedule (28% of x0 left at T) needs; gaussian: as if x0 were "
+                  "Gaussian over whole patients (the training data's mean and principal "
+                  "directions), so what a patient keeps over its steps, as age, keeps its "
+                  "spread (default: gaussian unless the model is seed-preset or predates it, "
+                  "then marginal)")
+      ->check(CLI::IsMember({"noise", "marginal", "gaussian"}));
   sub->add_option("--repeats", o->repeats,
                   "match: make each time-varying real's smallest changes between consecutive "
                   "observations exact repeats, as many as the training cohort repeats (charts "
@@ -175,13 +180,16 @@ Action register_sample(CLI::App& app) {
     cfg.categorical =
         o->categorical == "sample" ? CategoricalDecode::kSample : CategoricalDecode::kArgmax;
     cfg.precision = precision_from_string(o->precision);
-    if (!o->statics.empty()) cfg.hold_static = o->statics == "hold";
+    if (!o->statics.empty()) {
+      cfg.hold_static = o->statics != "free";
+      cfg.static_chain = o->statics == "chain";
+    }
     cfg.sampler = sampler_kind_from_string(o->sampler);
     if (!o->clip_x0.empty()) cfg.clip_x0 = o->clip_x0 == "on";
     if (!o->fill.empty()) cfg.fill = o->fill == "on";
     if (!o->ema.empty()) cfg.use_ema = o->ema == "on";
     if (!o->prepared.empty()) cfg.prepared = o->prepared == "on";
-    if (!o->start.empty()) cfg.marginal_start = o->start == "marginal";
+    if (!o->start.empty()) cfg.start = start_mode_from_string(o->start);
     if (!o->observations.empty()) cfg.observations = o->observations == "model";
     if (!o->repeats.empty()) cfg.repeats = o->repeats == "match";
     const bool quiet = is_launched_secondary_rank();

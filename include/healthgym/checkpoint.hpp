@@ -34,6 +34,9 @@ struct DiffusionModel {
   // noise (the original's schedule keeps 28% of x0 in x_T). Undefined in
   // checkpoints that predate them.
   torch::Tensor x0_mean, x0_std;
+  // A Gaussian over whole patients (fit_start_basis), for the default start;
+  // undefined tensors in checkpoints that predate it.
+  StartBasis start;
   // record_fingerprints() of the training patients: sampling refuses exact copies.
   std::vector<uint64_t> training_fingerprints;
   // Where the training cohort's observations fall (sampling can draw the

@@ -8,6 +8,7 @@
 // subgroup shares.
 #include <torch/torch.h>
 
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -55,6 +56,17 @@ class ConditionSpec {
   // (the labels the network was given); returns the share of patients whose
   // generated labels already agreed on every variable.
   double apply(Cohort& cohort, const torch::Tensor& rows) const;
+  // x0 [B, C, L] -> x0 with each conditioned variable's channels set, inside
+  // each of `lengths`, to the encoding of its label in `rows` (+1 for the
+  // label, -1 for the others, observed; or not observed with the values at 0
+  // for "missing"): applied at every step, the chain generates the rest of
+  // each patient around the labels it was given, where the start alone could
+  // pull it to another one.
+  std::function<torch::Tensor(const torch::Tensor&)> projection(const Schema& schema,
+                                                                const torch::Tensor& rows,
+                                                                const torch::Tensor& lengths,
+                                                                int64_t channels, int64_t length,
+                                                                torch::Device device) const;
 
   nlohmann::json to_json() const;
   static ConditionSpec from_json(const nlohmann::json& j, const Schema& schema);

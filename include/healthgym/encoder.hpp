@@ -88,6 +88,13 @@ class Encoder {
   std::function<torch::Tensor(const torch::Tensor&)> fill_projection(const torch::Tensor& lengths,
                                                                      torch::Device device) const;
 
+  // x0 [N, C, L] -> x0 with each static variable's channels (values and
+  // observed indicator) replaced, inside each length, by their mean over it:
+  // applied at every step, the chain generates one value per patient instead
+  // of a value per step that decoding's median then pulls to the middle.
+  std::function<torch::Tensor(const torch::Tensor&)> static_projection(const torch::Tensor& lengths,
+                                                                       torch::Device device) const;
+
   // Lengths drawn from the training cohort's length distribution.
   torch::Tensor sample_lengths(int64_t n, torch::Generator generator = {}) const;
 

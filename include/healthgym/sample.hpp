@@ -13,6 +13,14 @@
 
 namespace healthgym {
 
+// kNoise: x_T ~ N(0, I). kMarginal: sqrt(abar_T) mean + sqrt(abar_T var + 1 -
+// abar_T) z with the training data's per-cell mean and variance. kGaussian:
+// x_T as if x0 were Gaussian over whole patients (StartBasis), so what a
+// patient shares across its steps keeps its spread.
+enum class StartMode { kNoise, kMarginal, kGaussian };
+std::string to_string(StartMode m);
+StartMode start_mode_from_string(const std::string& s);  // throws UsageError
+
 struct SampleConfig {
   std::string model_path;
   std::string out_path;
@@ -30,6 +38,9 @@ struct SampleConfig {
   // Hold static variables constant per patient; unset follows the checkpoint's
   // preset (the seed preset reproduces the original, which does not).
   std::optional<bool> hold_static;
+  // Hold static variables to one value per patient through the chain too
+  // (Encoder::static_projection at every step). Unset: as hold_static.
+  std::optional<bool> static_chain;
   // The reverse chain. Unset choices follow the checkpoint's preset: the seed
   // preset samples as the original (DDPM, no clamping); the default preset
   // clamps x0-hat and uses the EMA weights when the checkpoint has them.
@@ -46,11 +57,10 @@ struct SampleConfig {
   // Unset: on unless the seed preset (whose samples stay the original's, bit
   // for bit).
   std::optional<bool> prepared;
-  // Start the chain from x_T's marginal, sqrt(abar_T) mean + sqrt(abar_T var +
-  // 1 - abar_T) z with the training data's per-cell mean and variance, rather
-  // than from N(0, I). Unset: on for default-preset checkpoints that hold the
-  // statistics, off for the seed preset (the original starts from pure noise).
-  std::optional<bool> marginal_start;
+  // Where the chain starts. Unset: kGaussian for default-preset checkpoints
+  // that hold its basis, else kMarginal where they hold the statistics; kNoise
+  // for the seed preset (the original starts from pure noise).
+  std::optional<StartMode> start;
   // Draw where observations fall from the checkpoint's ObservationModel (its
   // schedules held fixed while the network generates the values) rather than
   // leave it to the network. Unset: on for default-preset checkpoints whose

@@ -39,6 +39,10 @@ void DiffusionModel::to(const torch::Device& device) {
     x0_mean = x0_mean.to(device);
     x0_std = x0_std.to(device);
   }
+  if (start.basis.defined()) {
+    start.basis = start.basis.to(device);
+    start.resid_std = start.resid_std.to(device);
+  }
 }
 
 torch::Tensor cpu_rng_state() {
@@ -158,6 +162,10 @@ void save_checkpoint(const std::string& path, DiffusionModel& model, json meta,
   if (model.x0_mean.defined()) {
     archive.write("x0_mean", model.x0_mean.to(torch::kCPU));
     archive.write("x0_std", model.x0_std.to(torch::kCPU));
+  }
+  if (model.start.basis.defined()) {
+    archive.write("start_basis", model.start.basis.to(torch::kCPU));
+    archive.write("start_resid_std", model.start.resid_std.to(torch::kCPU));
   }
   archive.write("rng", rng_state.defined() ? rng_state : cpu_rng_state());
   std::ostringstream zip;
@@ -285,6 +293,15 @@ CheckpointContents load_checkpoint(const std::string& path, const torch::Device&
         throw InputError(path + ": checkpoint's start statistics do not match its design tensor");
       out.model.x0_mean = mean.to(device);
       out.model.x0_std = std.to(device);
+    }
+    torch::Tensor basis, resid;
+    if (archive.try_read("start_basis", basis) && archive.try_read("start_resid_std", resid)) {
+      const int64_t c = out.model.encoder.channels(), len = out.model.encoder.working_length();
+      if (!out.model.x0_mean.defined() || basis.dim() != 3 || basis.size(1) != c ||
+          basis.size(2) != len || resid.sizes().vec() != std::vector<int64_t>{c, len})
+        throw InputError(path + ": checkpoint's start basis does not match its design tensor");
+      out.model.start.basis = basis.to(torch::kFloat).to(device);
+      out.model.start.resid_std = resid.to(torch::kFloat).to(device);
     }
     torch::Tensor rng;
     archive.read("rng", rng);

@@ -13,6 +13,25 @@
 
 namespace healthgym {
 
+std::string to_string(StartMode m) {
+  switch (m) {
+    case StartMode::kNoise:
+      return "noise";
+    case StartMode::kMarginal:
+      return "marginal";
+    case StartMode::kGaussian:
+      return "gaussian";
+  }
+  return "noise";
+}
+
+StartMode start_mode_from_string(const std::string& s) {
+  if (s == "noise") return StartMode::kNoise;
+  if (s == "marginal") return StartMode::kMarginal;
+  if (s == "gaussian") return StartMode::kGaussian;
+  throw UsageError("unknown start '" + s + "' (expected noise, marginal or gaussian)");
+}
+
 void SampleConfig::validate() const {
   auto need = [](bool ok, const std::string& msg) {
     if (!ok) throw UsageError(msg);
@@ -144,16 +163,20 @@ Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleRes
     throw UsageError(
         "this checkpoint holds no repeat shares (trained before healthgym counted them); "
         "use --repeats off");
-  const bool marginal = cfg.marginal_start.value_or(false);
-  if (marginal && !model.x0_mean.defined())
+  const StartMode start = cfg.start.value_or(StartMode::kNoise);
+  if (start != StartMode::kNoise && !model.x0_mean.defined())
     throw UsageError(
         "this checkpoint holds no start statistics (trained before they were "
         "saved); use --start noise");
+  if (start == StartMode::kGaussian && !model.start.basis.defined())
+    throw UsageError(
+        "this checkpoint holds no start basis (trained before healthgym fitted one); use "
+        "--start marginal");
+  const double ab_T = model.schedule->alpha_bar[-1].item<double>();
   torch::Tensor start_mean, start_std;
-  if (marginal) {
-    const double ab = model.schedule->alpha_bar[-1].item<double>();
-    start_mean = std::sqrt(ab) * model.x0_mean;
-    start_std = (ab * model.x0_std.square() + (1.0 - ab)).sqrt();
+  if (start == StartMode::kMarginal) {
+    start_mean = std::sqrt(ab_T) * model.x0_mean;
+    start_std = (ab_T * model.x0_std.square() + (1.0 - ab_T)).sqrt();
   }
   net->eval();
   torch::manual_seed(cfg.seed);
@@ -187,6 +210,14 @@ Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleRes
     std::function<torch::Tensor(const torch::Tensor&)> fill, place;
     if (cfg.fill.value_or(false)) fill = model.encoder.fill_projection(lengths, device);
     if (observe) place = ObservationModel::projection(model.observations.sample(lengths), device);
+    if (cfg.static_chain.value_or(false)) {
+      auto hold = model.encoder.static_projection(lengths, device);
+      if (cond.defined()) {
+        auto labels = spec.projection(model.encoder.schema(), cond, lengths, c, len, device);
+        hold = [hold, labels](const torch::Tensor& x0) { return labels(hold(x0)); };
+      }
+      place = place ? [hold, place](const torch::Tensor& x0) { return place(hold(x0)); } : hold;
+    }
     if (fill && place)
       sopt.project_x0 = [fill, place](const torch::Tensor& x0) { return fill(place(x0)); };
     else
@@ -194,8 +225,13 @@ Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleRes
     torch::Tensor x;
     {
       compat::AutocastScope amp(device.type(), autocast && !prepared, amp_dtype);
-      auto x_t = torch::randn({b, c, len}, torch::TensorOptions().device(device));
-      if (marginal) x_t = start_mean + start_std * x_t;
+      torch::Tensor x_t;
+      if (start == StartMode::kGaussian) {
+        x_t = draw_start(model.start, model.x0_mean.to(device), ab_T, b);
+      } else {
+        x_t = torch::randn({b, c, len}, torch::TensorOptions().device(device));
+        if (start == StartMode::kMarginal) x_t = start_mean + start_std * x_t;
+      }
       x = reverse_diffusion_from(denoise, model.schedule, x_t, sopt, [&](int64_t k, int64_t steps) {
         pr.step = k;
         pr.steps = steps;
@@ -268,6 +304,7 @@ SampleResult sample_to_csv(const SampleConfig& cfg,
   const bool seed_preset =
       ckpt.meta.at("train_config").value("preset", std::string("default")) == "seed";
   if (!resolved.hold_static.has_value()) resolved.hold_static = !seed_preset;
+  if (!resolved.static_chain.has_value()) resolved.static_chain = *resolved.hold_static;
   if (!resolved.clip_x0.has_value()) resolved.clip_x0 = !seed_preset;
   if (!resolved.fill.has_value()) resolved.fill = !seed_preset;
   if (!resolved.use_ema.has_value()) resolved.use_ema = !seed_preset && ckpt.model.ema;
@@ -275,8 +312,10 @@ SampleResult sample_to_csv(const SampleConfig& cfg,
   if (!resolved.observations.has_value())
     resolved.observations = !seed_preset && ckpt.model.observations.sparse();
   if (!resolved.repeats.has_value()) resolved.repeats = !seed_preset && !ckpt.model.repeats.empty();
-  if (!resolved.marginal_start.has_value())
-    resolved.marginal_start = !seed_preset && ckpt.model.x0_mean.defined();
+  if (!resolved.start.has_value())
+    resolved.start = seed_preset || !ckpt.model.x0_mean.defined() ? StartMode::kNoise
+                     : ckpt.model.start.basis.defined()           ? StartMode::kGaussian
+                                                                  : StartMode::kMarginal;
   SampleResult result;
   Cohort cohort = generate_cohort(ckpt.model, resolved, &result, on_progress);
   const Schema& schema = ckpt.model.encoder.schema();

@@ -198,6 +198,8 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
     // The observations are counted on the whole cohort, the design tensor is
     // the shard's: one encoding serves both on a single process.
     EncodedCohort whole = model.encoder.encode(loaded.cohort);
+    // Every rank encodes the whole cohort, so all fit the same start.
+    model.start = fit_start_basis(whole.x, whole.x.mean(0));
     model.observations = ObservationModel::fit(model.encoder, whole, 24, 4.0, cfg.partner_jaccard);
     if (world > 1) shard_mask = cut_mask(whole);
     Cohort mine = shard(loaded.cohort);

@@ -201,6 +201,45 @@ double ConditionSpec::apply(Cohort& co, const torch::Tensor& rows) const {
   return static_cast<double>(agree) / static_cast<double>(co.n_patients());
 }
 
+std::function<torch::Tensor(const torch::Tensor&)> ConditionSpec::projection(
+    const Schema& schema, const torch::Tensor& rows_in, const torch::Tensor& lengths,
+    int64_t channels, int64_t length, torch::Device device) const {
+  auto rows = rows_in.to(torch::kCPU, torch::kLong).contiguous();
+  const int64_t b = rows.size(0);
+  if (rows.dim() != 2 || rows.size(1) != static_cast<int64_t>(size()) || lengths.size(0) != b)
+    throw UsageError("condition projection: rows must be [B, " + std::to_string(size()) +
+                     "] with B lengths");
+  auto known = torch::zeros({b, channels, 1});
+  auto values = torch::zeros({b, channels, 1});
+  auto acc = rows.accessor<int64_t, 2>();
+  auto kp = known.accessor<float, 3>();
+  auto vp = values.accessor<float, 3>();
+  for (int64_t p = 0; p < b; ++p)
+    for (size_t k = 0; k < size(); ++k) {
+      const Variable& v = schema.variables[vars_[k]];
+      const int64_t want = acc[p][static_cast<int64_t>(k)];
+      const bool missing = want >= cards_[k];
+      for (int64_t q = 0; q < v.value_width; ++q) {
+        kp[p][v.value_offset + q][0] = 1.f;
+        vp[p][v.value_offset + q][0] = missing ? 0.f : (q == want ? 1.f : -1.f);
+      }
+      if (v.observed_channel >= 0) {
+        kp[p][v.observed_channel][0] = 1.f;
+        vp[p][v.observed_channel][0] = missing ? -1.f : 1.f;
+      }
+    }
+  auto valid = torch::arange(length).view({1, 1, length}) <
+               lengths.to(torch::kCPU, torch::kLong).view({-1, 1, 1});
+  auto mask = ((known > 0) & valid).to(device);
+  values = values.to(device);
+  return [mask, values](const torch::Tensor& x0) {
+    if (x0.dim() != 3 || x0.size(0) != mask.size(0) || x0.size(1) != mask.size(1) ||
+        x0.size(2) != mask.size(2))
+      throw InputError("condition projection: x0 does not match the rows and lengths");
+    return torch::where(mask, values.to(x0.scalar_type()), x0);
+  };
+}
+
 json ConditionSpec::to_json() const {
   json combos = json::array();
   for (size_t c = 0; c < combos_.size(); ++c)

@@ -330,6 +330,29 @@ std::function<torch::Tensor(const torch::Tensor&)> Encoder::fill_projection(
   };
 }
 
+std::function<torch::Tensor(const torch::Tensor&)> Encoder::static_projection(
+    const torch::Tensor& lengths, torch::Device dev) const {
+  const int64_t c = channels(), len = working_length_;
+  std::vector<float> is_static(static_cast<size_t>(c), 0.f);
+  for (const auto& v : schema_.variables) {
+    if (!v.is_static) continue;
+    for (int64_t q = 0; q < v.value_width; ++q) is_static[v.value_offset + q] = 1.f;
+    if (v.observed_channel >= 0) is_static[v.observed_channel] = 1.f;
+  }
+  auto lens = lengths.to(torch::kCPU, torch::kFloat);
+  auto valid = (torch::arange(len).view({1, 1, len}) < lens.view({-1, 1, 1})).to(torch::kFloat);
+  auto mask = (torch::tensor(is_static).view({1, c, 1}) * valid).to(dev);
+  auto inv_len = (1.0 / lens.clamp_min(1.0)).view({-1, 1, 1}).to(dev);
+  return [c, len, mask, inv_len](const torch::Tensor& x0) {
+    if (x0.dim() != 3 || x0.size(1) != c || x0.size(2) != len || x0.size(0) != mask.size(0))
+      throw InputError("static projection: x0 must be [" + std::to_string(mask.size(0)) + ", " +
+                       std::to_string(c) + ", " + std::to_string(len) + "]");
+    auto m = mask.to(x0.scalar_type());
+    auto mean = (x0 * m).sum(2, /*keepdim=*/true) * inv_len.to(x0.scalar_type());
+    return x0 + m * (mean - x0);
+  };
+}
+
 torch::Tensor Encoder::sample_lengths(int64_t n, torch::Generator gen) const {
   std::vector<double> w(length_counts_.begin(), length_counts_.end());
   auto probs = torch::tensor(w, torch::kDouble);
