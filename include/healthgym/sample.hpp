@@ -18,7 +18,6 @@ namespace healthgym {
 // x_T as if x0 were Gaussian over whole patients (StartBasis), so what a
 // patient shares across its steps keeps its spread.
 enum class StartMode { kNoise, kMarginal, kGaussian };
-std::string to_string(StartMode m);
 StartMode start_mode_from_string(const std::string& s);  // throws UsageError
 
 struct SampleConfig {

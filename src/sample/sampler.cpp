@@ -13,18 +13,6 @@
 
 namespace healthgym {
 
-std::string to_string(StartMode m) {
-  switch (m) {
-    case StartMode::kNoise:
-      return "noise";
-    case StartMode::kMarginal:
-      return "marginal";
-    case StartMode::kGaussian:
-      return "gaussian";
-  }
-  return "noise";
-}
-
 StartMode start_mode_from_string(const std::string& s) {
   if (s == "noise") return StartMode::kNoise;
   if (s == "marginal") return StartMode::kMarginal;

@@ -198,9 +198,8 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
     // The observations are counted on the whole cohort, the design tensor is
     // the shard's: one encoding serves both on a single process.
     EncodedCohort whole = model.encoder.encode(loaded.cohort);
-    // Every rank encodes the whole cohort, so all fit the same start.
-    model.start = fit_start_basis(whole.x, whole.x.mean(0));
     model.observations = ObservationModel::fit(model.encoder, whole, 24, 4.0, cfg.partner_jaccard);
+    const torch::Tensor whole_x = whole.x;  // for the start basis, after `whole` moves
     if (world > 1) shard_mask = cut_mask(whole);
     Cohort mine = shard(loaded.cohort);
     loaded.cohort = Cohort();  // the shard is all this rank keeps
@@ -222,6 +221,8 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
       model.x0_mean = data.x.mean(0);
       model.x0_std = data.x.std(0, /*unbiased=*/false);
     }
+    // Every rank encodes the whole cohort, so all fit the same start.
+    model.start = fit_start_basis(whole_x, model.x0_mean);
     info.schema_source = loaded.schema_source;
   }
   model.to(device);
