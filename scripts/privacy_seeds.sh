@@ -4,7 +4,8 @@
 # presets apart. This trains both presets with several seeds on one split, samples
 # each to the training cohort's size and prints the privacy numbers of `evaluate`.
 #
-#   scripts/privacy_seeds.sh                 # pbcseq, seeds 2 3 4, 120 s per model
+#   scripts/privacy_seeds.sh                 # pbcseq, seeds 2 3 4, up to 120 s per model
+# (each preset stops at its epochs or the time limit, whichever comes first)
 #   SEEDS="1 2 3 4 5" TRAIN_S=300 scripts/privacy_seeds.sh
 #
 # Environment: SEEDS, TRAIN_S, HIDDEN (128), OUT (out/privacy_seeds), SPLIT_SEED (1, as
@@ -30,7 +31,7 @@ for s in $SEEDS; do
     # shellcheck disable=SC2206 # the flags are words
     [ "$arm" = default ] && flags=($DEFAULT_FLAGS)
     "$HG" train --preset "$arm" --data "$OUT/real.csv" --id id --time day --hidden "$HIDDEN" \
-      --epochs 1000000 --time-limit "$TRAIN_S" --seed "$s" "${flags[@]}" \
+      --time-limit "$TRAIN_S" --seed "$s" "${flags[@]}" \
       --out "$OUT/$arm$s.hg" >"$OUT/$arm$s.train.log" 2>&1
     sampler=(--no-guardrail)  # the original's DDPM chain, out-of-range values clamped
     [ "$arm" = default ] && sampler=(--sampler ddim --sample-steps 25)
