@@ -185,6 +185,8 @@ TrainConfig default_preset() {
   // length that fit a CPU: the length is the data's, rounded up for the U-Net.
   TrainConfig c = seed_preset();
   c.preset = "default";
+  // Also a privacy bound on small cohorts: on pbcseq's 250 patients ~240 epochs
+  // raised the membership AUC to 0.545 over three seeds, 0.519 at 100 (README).
   c.epochs = 100;
   c.length_ratio = 1.0;
   c.ema_decay = 0.999;
