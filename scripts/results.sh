@@ -4,7 +4,7 @@
 # the real training cohort's size and scored by `healthgym evaluate`; then fidelity
 # against the number of DDIM steps K, and a conditional subgroup.
 #
-#   scripts/results.sh                 # PhysioNet 300 s and pbcseq 150 s of training per arm
+#   scripts/results.sh                 # up to PhysioNet 300 s and pbcseq 150 s of training per arm
 #   PHYSIONET_TRAIN_S=1800 PBC_TRAIN_S=900 HIDDEN=128 scripts/results.sh
 #
 # Environment: HIDDEN (U-Net width of both arms, 64), KS (DDIM steps swept, "10 25 50 100
