@@ -36,8 +36,7 @@ for s in $SEEDS; do
     "$HG" train --preset "$arm" --data "$OUT/real.csv" --id id --time day --hidden "$HIDDEN" \
       --time-limit "$TRAIN_S" --seed "$s" "${flags[@]}" \
       --out "$OUT/$arm$s.hg" >"$OUT/$arm$s.train.log" 2>&1
-    "$HG" info "$OUT/$arm$s.hg" --json | sed -n 's/^  "epoch": \([0-9]*\),*$/\1/p' | head -n 1 \
-      >"$OUT/$arm$s.epochs"
+    epochs_of "$OUT/$arm$s.hg" >"$OUT/$arm$s.epochs"
     sampler=(--no-guardrail)  # the original's DDPM chain, out-of-range values clamped
     [ "$arm" = default ] && sampler=(--sampler ddim --sample-steps 25)
     "$HG" sample --model "$OUT/$arm$s.hg" --n 250 --seed "$s" "${sampler[@]}" \
@@ -64,5 +63,5 @@ for arm in ("seed", "default"):
         print(f"{arm:8} {s:>4}  {epochs:>6}  {disc:.3f}  {summary['mean_ks']:.3f}  "
               f"{summary['trend_corr_mad']:.3f}  {summary['dcr_share_train']:.3f}"
               f"      {summary['mia_auc']:.3f}")
-    print(f"{arm:8} mean{' ' * 43}{sum(mias) / len(mias):.3f}")
+    print(f"{arm:8} mean MIA AUC {sum(mias) / len(mias):.3f}")
 PY

@@ -84,8 +84,6 @@ record() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$runs"; }
 
 train_wall() { cat "$OUT/$1/$2.train_s" 2>/dev/null || echo "?"; }
 
-epochs_of() { "$HG" info "$1" --json | sed -n 's/^  "epoch": \([0-9]*\),*$/\1/p' | head -n 1; }
-
 acceptance_of() { sed -n 's/.*guardrail acceptance \([0-9.]*\)%.*/\1/p' "$1" | tail -n 1; }
 
 run_dataset() {

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Sourced by the measurement scripts (results, precision, observation A/B).
+# Sourced by the measurement scripts (results, privacy seeds, precision, observation A/B).
 # split_patients SRC N1 F1 N2 F2: splits a long-format CSV by patient (rows of a
 # patient are contiguous, the id in the first column): the header and the first N1
 # patients to F1, the header and the next N2 to F2.
@@ -34,3 +34,6 @@ for path, keep in ((f1, first), (f2, second)):
         out.writelines(r for r in rows if r.split(",", 1)[0] in keep)
 PY
 }
+
+# epochs_of CHECKPOINT: the epochs it was trained for (healthgym's binary in $HG).
+epochs_of() { "$HG" info "$1" --json | sed -n 's/^  "epoch": \([0-9]*\),*$/\1/p' | head -n 1; }
