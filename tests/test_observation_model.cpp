@@ -239,7 +239,7 @@ TEST(ObservationModel, SampledCohortFollowsTheSchedule) {
   auto ck = load_checkpoint(c.out_path);
   ASSERT_EQ(ck.model.observations.units().size(), 2u);
   SampleConfig s = ddim_config(dir, c, 40);
-  s.observations = true;  // this cohort is not sparse: off by default
+  s.observations = ObservationSource::kChains;  // this cohort is not sparse: off by default
   auto r = sample_to_csv(s);
   EXPECT_EQ(r.accepted, 40);
   EXPECT_TRUE(r.observation_model);
@@ -259,7 +259,7 @@ TEST(ObservationModel, SampledCohortFollowsTheSchedule) {
   // Asking for it from a checkpoint without one is a usage error.
   ck.model.observations = ObservationModel();
   SampleConfig s2 = s;
-  s2.observations = true;
+  s2.observations = ObservationSource::kChains;
   EXPECT_THROW(generate_cohort(ck.model, s2, nullptr), UsageError);
 }
 

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <iomanip>
 #include <iostream>
@@ -60,6 +61,9 @@ Action register_info(CLI::App& app) {
       for (const auto& n : c.model.conditions.names()) std::cout << n << ' ';
       std::cout << "(sample --condition COLUMN=VALUE)\n";
     }
+    const bool sequence = !c.model.schedules.empty();
+    const bool by_default =
+        c.model.observations.sparse() && tc.value("preset", std::string()) != "seed";
     if (!c.model.observations.empty()) {
       char share[32];
       std::snprintf(share, sizeof share, "%.1f%%", 100.0 * c.model.observations.observed_share());
@@ -67,9 +71,19 @@ Action register_info(CLI::App& app) {
                 << " schedules counted on the training cohort, " << share
                 << " of their cells observed"
                 << (c.model.observations.has_hour() ? ", an hour gate" : "")
-                << (c.model.observations.sparse() && tc.value("preset", "") != "seed"
-                        ? "; sample draws from them by default"
-                        : "; sample --observations model draws from them")
+                << (by_default && !sequence ? "; sample draws from them by default"
+                                            : "; sample --observations chains draws from them")
+                << "\n";
+    }
+    if (sequence) {
+      char nll[64] = "";
+      if (std::isfinite(c.model.schedules.validation_nll()))
+        std::snprintf(nll, sizeof nll, ", held-out NLL %.4f per cell",
+                      c.model.schedules.validation_nll());
+      std::cout << "schedule model  GRU over " << c.model.schedules.units() << " units, "
+                << c.model.schedules.epochs() << " epochs" << nll
+                << (by_default ? "; sample draws schedules from it by default"
+                               : "; sample --observations sequence draws from it")
                 << "\n";
     }
     if (!c.model.repeats.empty()) {

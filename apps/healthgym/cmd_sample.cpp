@@ -114,14 +114,16 @@ Action register_sample(CLI::App& app) {
                   "seed-preset or predates the counts)")
       ->check(CLI::IsMember({"match", "off"}));
   sub->add_option("--observations", o->observations,
-                  "model: draw where each patient is observed from the schedules counted on "
-                  "the training cohort (per variable or missing group: the chance of a "
-                  "measurement at each step given the steps since the last), then let the "
-                  "network generate the values there; network: the network places them too, "
-                  "as the original (default: model when most of the training cohort's "
-                  "time-varying cells are missing, as in ICU charts, unless the model is "
-                  "seed-preset; see 'healthgym info')")
-      ->check(CLI::IsMember({"model", "network"}));
+                  "Where each patient is observed. sequence: draw its whole schedule from the "
+                  "schedule model learned on the training cohort (a GRU over the stay's "
+                  "measurements), then let the network generate the values there; chains: "
+                  "draw it from the per-variable chains counted on the training cohort (the "
+                  "chance of a measurement at each step given the steps since the last); "
+                  "model: sequence where the checkpoint holds a schedule model, else chains; "
+                  "network: the network places them too, as the original (default: model when "
+                  "most of the training cohort's time-varying cells are missing, as in ICU "
+                  "charts, unless the model is seed-preset; see 'healthgym info')")
+      ->check(CLI::IsMember({"model", "sequence", "chains", "network"}));
   sub->add_option("--condition", c.conditions,
                   "COLUMN=VALUE: generate only patients with this label of a conditioning "
                   "variable (see 'healthgym info'); repeat to combine. Other conditioning "
@@ -190,7 +192,8 @@ Action register_sample(CLI::App& app) {
     if (!o->ema.empty()) cfg.use_ema = o->ema == "on";
     if (!o->prepared.empty()) cfg.prepared = o->prepared == "on";
     if (!o->start.empty()) cfg.start = start_mode_from_string(o->start);
-    if (!o->observations.empty()) cfg.observations = o->observations == "model";
+    if (!o->observations.empty())
+      cfg.observations = observation_source_from_string(o->observations);
     if (!o->repeats.empty()) cfg.repeats = o->repeats == "match";
     const bool quiet = is_launched_secondary_rank();
     StatusLine status;
@@ -213,7 +216,10 @@ Action register_sample(CLI::App& app) {
                   format_duration(r.seconds).c_str(), 100.0 * r.acceptance_rate,
                   static_cast<long long>(r.passed), static_cast<long long>(r.attempted));
     std::cout << buf << "\n";
-    if (r.observation_model)
+    if (r.observations == ObservationSource::kSequence)
+      std::cout << "observations: placed on schedules drawn from the schedule model learned on "
+                   "the training cohort (--observations network leaves it to the network)\n";
+    if (r.observations == ObservationSource::kChains)
       std::cout << "observations: placed on schedules drawn from those counted on the training "
                    "cohort (--observations network leaves it to the network)\n";
     if (r.repeats_set >= 0)

@@ -1,3 +1,4 @@
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -171,6 +172,12 @@ Action register_train(CLI::App& app) {
          "one's (a lab panel) when their measured steps overlap with Jaccard index >= J "
          "(1: only variables always measured together)",
          d.partner_jaccard, [](TrainConfig& c, double v) { c.partner_jaccard = v; });
+  ov.add(sub, "--schedule-epochs",
+         "Sparse cohorts (most time-varying cells missing, as ICU charts): most epochs of the "
+         "schedule model, a small GRU over each stay's observation schedule fitted before the "
+         "network (it stops once held-out patients stop improving, and under --time-limit "
+         "after 40% of it); sampling draws the schedules from it. 0: none (seed preset: 0)",
+         d.schedule_epochs, [](TrainConfig& c, int64_t v) { c.schedule_epochs = v; });
   ov.add(sub, "--range-tail",
          "Share of [0,1] given to the values beyond each real variable's 0.5% and 99.5% "
          "quantiles, the rest spread linearly over the middle (0: plain min-max, as the "
@@ -270,6 +277,16 @@ Action register_train(CLI::App& app) {
                          (p.checkpoint_saved ? "  [saved]" : "");
       status.update(line, p.epoch_done);
     };
+    cb.on_schedule_progress = [&](const ScheduleFitProgress& p) {
+      if (!speaker) return;
+      status.update(
+          "schedule model: epoch " + std::to_string(p.epoch) + "/" + std::to_string(p.max_epochs) +
+              "  train NLL " + fmt_num(p.train_nll) +
+              (std::isnan(p.validation_nll) ? std::string()
+                                            : "  held-out NLL " + fmt_num(p.validation_nll)) +
+              (p.best ? "" : "  (no better: step halved)"),
+          true);
+    };
     const TrainResult r = train(cfg, cb);
     status.finish();
     cfg.out_path = path_for_rank(cfg.out_path, cfg.dist.rank);
@@ -281,6 +298,9 @@ Action register_train(CLI::App& app) {
                         cfg.out_path + ". Continue with: healthgym train --resume " + cfg.out_path +
                         " --epochs " + std::to_string(cfg.epochs));
     if (!speaker) return;
+    if (r.schedule_epochs > 0)
+      std::cout << "schedule model: " << r.schedule_epochs << " epochs in "
+                << format_duration(r.schedule_seconds) << "\n";
     std::cout << "trained " << r.epochs_done << " epochs in " << format_duration(r.seconds)
               << ", final loss " << fmt_num(r.final_loss) << "; checkpoint " << cfg.out_path
               << (r.time_limited ? " (stopped at the time limit)" : "") << "\n";

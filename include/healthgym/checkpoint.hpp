@@ -12,6 +12,7 @@
 #include "healthgym/diffusion.hpp"
 #include "healthgym/encoder.hpp"
 #include "healthgym/observation_model.hpp"
+#include "healthgym/schedule_model.hpp"
 #include "healthgym/unet.hpp"
 #include "healthgym/value_repeats.hpp"
 
@@ -42,6 +43,9 @@ struct DiffusionModel {
   // Where the training cohort's observations fall (sampling can draw the
   // schedules from it); empty in checkpoints that predate it.
   ObservationModel observations;
+  // The schedules as sequences (sampling's default for sparse cohorts); empty
+  // when not fitted (dense cohorts, the seed preset, older checkpoints).
+  ScheduleModel schedules;
   // The training cohort's share of exact repeats per variable (sampling can
   // restore them); empty in checkpoints that predate it.
   ValueRepeats repeats;

@@ -20,6 +20,16 @@ namespace healthgym {
 enum class StartMode { kNoise, kMarginal, kGaussian };
 StartMode start_mode_from_string(const std::string& s);  // throws UsageError
 
+// Where each patient's observations (which cells are measured) come from.
+// kNetwork: the network places them with the values (the original). kChains:
+// drawn from the checkpoint's ObservationModel; kSequence: from its
+// ScheduleModel; kModel: the ScheduleModel where the checkpoint holds one,
+// else the ObservationModel. Drawn schedules are held fixed while the network
+// generates the values.
+enum class ObservationSource { kNetwork, kChains, kSequence, kModel };
+ObservationSource observation_source_from_string(const std::string& s);  // throws UsageError
+std::string to_string(ObservationSource s);
+
 struct SampleConfig {
   std::string model_path;
   std::string out_path;
@@ -60,12 +70,10 @@ struct SampleConfig {
   // that hold its basis, else kMarginal where they hold the statistics; kNoise
   // for the seed preset (the original starts from pure noise).
   std::optional<StartMode> start;
-  // Draw where observations fall from the checkpoint's ObservationModel (its
-  // schedules held fixed while the network generates the values) rather than
-  // leave it to the network. Unset: on for default-preset checkpoints whose
-  // training cohort is sparse (ObservationModel::sparse), off for the seed
-  // preset (the original).
-  std::optional<bool> observations;
+  // Where observations fall. Unset: kModel for default-preset checkpoints
+  // whose training cohort is sparse (ObservationModel::sparse), else kNetwork
+  // (dense records, and the seed preset: the original).
+  std::optional<ObservationSource> observations;
   // Make each time-varying real's smallest steps exact repeats, as many as the
   // training cohort repeats (ValueRepeats). Unset: on for default-preset
   // checkpoints that hold the shares, off for the seed preset.
@@ -111,10 +119,13 @@ struct SampleResult {
   bool conditional = false;
   double condition_match = 1.0;
   double subgroup_share_real = 1.0;
-  bool observation_model = false;  // schedules drawn from the ObservationModel
-  int64_t repeats_set = -1;        // cells made repeats (ValueRepeats); -1 when off
-  bool copies_checked = false;     // the checkpoint holds training fingerprints
-  int64_t copies = 0;              // synthetic patients identical to a training patient
+  // Where the observations came from (kModel resolved); observation_model:
+  // drawn from a model (chains or sequence), not left to the network.
+  ObservationSource observations = ObservationSource::kNetwork;
+  bool observation_model = false;
+  int64_t repeats_set = -1;     // cells made repeats (ValueRepeats); -1 when off
+  bool copies_checked = false;  // the checkpoint holds training fingerprints
+  int64_t copies = 0;           // synthetic patients identical to a training patient
   double seconds = 0;
 };
 

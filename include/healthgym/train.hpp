@@ -10,6 +10,7 @@
 #include "healthgym/distributed.hpp"
 #include "healthgym/grad_scaler.hpp"
 #include "healthgym/observation_model.hpp"
+#include "healthgym/schedule_model.hpp"
 #include "healthgym/unet.hpp"
 
 namespace healthgym {
@@ -57,6 +58,11 @@ struct TrainConfig {
   // at which a unit's chances follow an earlier unit's. Both presets: the
   // schedules are counted either way, and sampled only from default-preset models.
   double partner_jaccard = ObservationModel::kPartnerJaccard;
+  // Most epochs of the ScheduleModel (a GRU over each stay's observation
+  // schedule), fitted before the network when the training cohort is sparse
+  // (ObservationModel::sparse); it stops earlier when held-out patients stop
+  // improving and, under a time limit, after 40% of it. 0: none (the seed preset).
+  int64_t schedule_epochs = 60;
   // RealTransform::tail for every real variable (0: min-max, the original).
   double range_tail = 0.0;
   // Encoder::fit's missing_groups: the Jaccard index of observed cells at which
@@ -125,6 +131,8 @@ struct TrainInfo {  // reported once before the first step
 struct TrainCallbacks {
   std::function<void(const TrainInfo&)> on_start;
   std::function<void(const TrainProgress&)> on_progress;
+  // Each epoch of the schedule model's fit, before the network's first.
+  std::function<void(const ScheduleFitProgress&)> on_schedule_progress;
   // Polled between steps. A stop mid-epoch saves a checkpoint that resumes at
   // the next step, so stop + resume ends with the weights of an unbroken run.
   std::function<bool()> should_stop;
@@ -133,7 +141,9 @@ struct TrainCallbacks {
 struct TrainResult {
   int64_t epochs_done = 0;
   double final_loss = 0;
-  double seconds = 0;
+  double seconds = 0;           // the network's training
+  double schedule_seconds = 0;  // the schedule model's fit (0 when none)
+  int64_t schedule_epochs = 0;  // its epochs
   bool stopped_early = false;   // should_stop asked
   int64_t stopped_at_step = 0;  // then: steps of the unfinished epoch kept in the checkpoint
   bool time_limited = false;    // the time limit ended the run before --epochs

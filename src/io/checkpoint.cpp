@@ -137,6 +137,7 @@ void save_checkpoint(const std::string& path, DiffusionModel& model, json meta,
   meta["training_fingerprints"] = model.training_fingerprints;
   if (!model.observations.empty()) meta["observations"] = model.observations.to_json();
   if (!model.repeats.empty()) meta["value_repeats"] = model.repeats.to_json();
+  if (!model.schedules.empty()) meta["schedule_model"] = model.schedules.to_json();
 
   torch::serialize::OutputArchive archive;
   archive.write("meta", c10::IValue(meta.dump()));
@@ -166,6 +167,11 @@ void save_checkpoint(const std::string& path, DiffusionModel& model, json meta,
   if (model.start.basis.defined()) {
     archive.write("start_basis", model.start.basis.to(torch::kCPU));
     archive.write("start_resid_std", model.start.resid_std.to(torch::kCPU));
+  }
+  if (!model.schedules.empty()) {
+    torch::serialize::OutputArchive schedules;
+    model.schedules.save(schedules);
+    archive.write("schedule_net", schedules);
   }
   archive.write("rng", rng_state.defined() ? rng_state : cpu_rng_state());
   std::ostringstream zip;
@@ -302,6 +308,18 @@ CheckpointContents load_checkpoint(const std::string& path, const torch::Device&
         throw InputError(path + ": checkpoint's start basis does not match its design tensor");
       out.model.start.basis = basis.to(torch::kFloat).to(device);
       out.model.start.resid_std = resid.to(torch::kFloat).to(device);
+    }
+    if (meta.contains("schedule_model")) {
+      torch::serialize::InputArchive schedules;
+      if (!archive.try_read("schedule_net", schedules))
+        throw InputError(path + ": checkpoint names a schedule model but holds no weights for it");
+      try {
+        out.model.schedules =
+            ScheduleModel::load(meta.at("schedule_model"), schedules, out.model.encoder.channels(),
+                                out.model.encoder.working_length());
+      } catch (const InputError& e) {
+        throw InputError(path + ": " + e.what());
+      }
     }
     torch::Tensor rng;
     archive.read("rng", rng);

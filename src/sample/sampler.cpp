@@ -20,6 +20,29 @@ StartMode start_mode_from_string(const std::string& s) {
   throw UsageError("unknown start '" + s + "' (expected noise, marginal or gaussian)");
 }
 
+ObservationSource observation_source_from_string(const std::string& s) {
+  if (s == "network") return ObservationSource::kNetwork;
+  if (s == "chains") return ObservationSource::kChains;
+  if (s == "sequence") return ObservationSource::kSequence;
+  if (s == "model") return ObservationSource::kModel;
+  throw UsageError("unknown observations '" + s +
+                   "' (expected model, sequence, chains or network)");
+}
+
+std::string to_string(ObservationSource s) {
+  switch (s) {
+    case ObservationSource::kNetwork:
+      return "network";
+    case ObservationSource::kChains:
+      return "chains";
+    case ObservationSource::kSequence:
+      return "sequence";
+    case ObservationSource::kModel:
+      return "model";
+  }
+  return "?";
+}
+
 void SampleConfig::validate() const {
   auto need = [](bool ok, const std::string& msg) {
     if (!ok) throw UsageError(msg);
@@ -142,11 +165,18 @@ Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleRes
   if (ema && !model.ema)
     throw UsageError("this checkpoint has no EMA weights (trained with --ema-decay 0)");
   UNet net = ema ? model.ema : model.net;
-  const bool observe = cfg.observations.value_or(false);
-  if (observe && model.observations.empty())
+  ObservationSource source = cfg.observations.value_or(ObservationSource::kNetwork);
+  if (source == ObservationSource::kModel)
+    source = model.schedules.empty() ? ObservationSource::kChains : ObservationSource::kSequence;
+  if (source == ObservationSource::kChains && model.observations.empty())
     throw UsageError(
         "this checkpoint holds no observation model (trained before healthgym fitted "
         "one); use --observations network");
+  if (source == ObservationSource::kSequence && model.schedules.empty())
+    throw UsageError(
+        "this checkpoint holds no schedule model (default-preset training fits one for sparse "
+        "cohorts, unless --schedule-epochs 0); use --observations chains or network");
+  const bool observe = source != ObservationSource::kNetwork;
   if (cfg.repeats.value_or(false) && model.repeats.empty())
     throw UsageError(
         "this checkpoint holds no repeat shares (trained before healthgym counted them); "
@@ -197,7 +227,10 @@ Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleRes
                             : guided_denoiser(net, cond, null_row, cfg.guidance);
     std::function<torch::Tensor(const torch::Tensor&)> fill, place;
     if (cfg.fill.value_or(false)) fill = model.encoder.fill_projection(lengths, device);
-    if (observe) place = ObservationModel::projection(model.observations.sample(lengths), device);
+    if (source == ObservationSource::kChains)
+      place = ObservationModel::projection(model.observations.sample(lengths), device);
+    else if (source == ObservationSource::kSequence)
+      place = ObservationModel::projection(model.schedules.sample(lengths), device);
     if (cfg.static_chain.value_or(false)) {
       auto hold = model.encoder.static_projection(lengths, device);
       if (cond.defined()) {
@@ -258,6 +291,7 @@ Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleRes
     repeats_set = model.repeats.apply(cohort, model.encoder.schema());
   if (result) {
     result->observation_model = observe;
+    result->observations = source;
     result->repeats_set = repeats_set;
     result->conditional = !spec.empty();
     result->condition_match = match;
@@ -298,7 +332,9 @@ SampleResult sample_to_csv(const SampleConfig& cfg,
   if (!resolved.use_ema.has_value()) resolved.use_ema = !seed_preset && ckpt.model.ema;
   if (!resolved.prepared.has_value()) resolved.prepared = !seed_preset;
   if (!resolved.observations.has_value())
-    resolved.observations = !seed_preset && ckpt.model.observations.sparse();
+    resolved.observations = !seed_preset && ckpt.model.observations.sparse()
+                                ? ObservationSource::kModel
+                                : ObservationSource::kNetwork;
   if (!resolved.repeats.has_value()) resolved.repeats = !seed_preset && !ckpt.model.repeats.empty();
   if (!resolved.start.has_value())
     resolved.start = seed_preset || !ckpt.model.x0_mean.defined() ? StartMode::kNoise

@@ -59,6 +59,8 @@ void TrainConfig::validate() const {
   need(missing_groups >= 0.0 && missing_groups <= 1.0,
        "--missing-groups must be in [0, 1] (0: no groups)");
   need(epochs >= 1, "--epochs must be >= 1, is " + std::to_string(epochs));
+  need(schedule_epochs >= 0,
+       "--schedule-epochs must be >= 0 (0: none), is " + std::to_string(schedule_epochs));
   need(batch >= 1, "--batch must be >= 1, is " + std::to_string(batch));
   need(lr > 0.0 && std::isfinite(lr), "--lr must be > 0");
   need(adam_beta1 >= 0.0 && adam_beta1 < 1.0 && adam_beta2 >= 0.0 && adam_beta2 < 1.0,
@@ -94,6 +96,7 @@ json TrainConfig::to_json() const {
           {"fill_weight", fill_weight},
           {"channel_balance", channel_balance},
           {"partner_jaccard", partner_jaccard},
+          {"schedule_epochs", schedule_epochs},
           {"range_tail", range_tail},
           {"missing_groups", missing_groups},
           {"epochs", epochs},
@@ -136,6 +139,7 @@ TrainConfig TrainConfig::from_json(const json& j) {
   c.fill_weight = j.value("fill_weight", 0.0);
   c.channel_balance = j.value("channel_balance", 0.0);
   c.partner_jaccard = j.value("partner_jaccard", 0.8);  // what older models were counted with
+  c.schedule_epochs = j.value("schedule_epochs", int64_t{0});  // older models have none
   c.range_tail = j.value("range_tail", 0.0);
   c.missing_groups = j.value("missing_groups", 0.0);
   c.epochs = j.at("epochs").get<int64_t>();
@@ -177,6 +181,7 @@ TrainConfig seed_preset() {
   c.ema_decay = 0.0;
   c.time_mode = "grid";  // the original treats time as a step index
   c.condition_on = "none";
+  c.schedule_epochs = 0;  // the original leaves the schedules to the network
   return c;
 }
 
@@ -207,6 +212,10 @@ TrainConfig default_preset() {
   // with its panel (PhysioNet AST/ALT rank correlation 0.12 against the real 0.87;
   // README, loss weighting).
   c.channel_balance = 1.0;
+  // Sparse cohorts' schedules as sequences: on PhysioNet 2012 a classifier told
+  // schedules alone from real ones with score 0.47 under the per-unit chains,
+  // 0.13 under this model (README, Sampling).
+  c.schedule_epochs = 60;
   return c;
 }
 

@@ -128,6 +128,7 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
 
   // All input is read and checked before any training starts.
   DiffusionModel model;
+  double schedule_s = 0;  // the schedule model's fit, out of the time limit
   EncodedCohort data;
   torch::Tensor cond_rows;  // [N, k] condition indices per patient
   TrainInfo info;
@@ -199,6 +200,17 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
     // the shard's: one encoding serves both on a single process.
     EncodedCohort whole = model.encoder.encode(loaded.cohort);
     model.observations = ObservationModel::fit(model.encoder, whole, 24, 4.0, cfg.partner_jaccard);
+    if (writer && cfg.schedule_epochs > 0 && model.observations.sparse()) {
+      // Only writers keep it: the other ranks' checkpoints are never written.
+      const auto t0 = Clock::now();
+      ScheduleFitConfig sc;
+      sc.max_epochs = cfg.schedule_epochs;
+      sc.seed = cfg.seed;
+      if (cfg.time_limit_s > 0) sc.time_limit_s = 0.4 * cfg.time_limit_s;
+      model.schedules =
+          ScheduleModel::fit(model.encoder, whole, model.observations, sc, cb.on_schedule_progress);
+      schedule_s = seconds_since(t0);
+    }
     const torch::Tensor whole_x = whole.x;  // for the start basis, after `whole` moves
     if (world > 1) shard_mask = cut_mask(whole);
     Cohort mine = shard(loaded.cohort);
@@ -348,7 +360,11 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
   const auto amp_dtype = cfg.precision == Precision::kBf16 ? torch::kBFloat16 : torch::kHalf;
   const int64_t steps_per_epoch = (n + cfg.batch - 1) / cfg.batch;
   const auto t_start = Clock::now();
+  // The time limit covers the schedule model's fit too.
+  const double limit_s = cfg.time_limit_s > 0 ? std::max(cfg.time_limit_s - schedule_s, 1e-3) : 0.0;
   TrainResult result;
+  result.schedule_seconds = schedule_s;
+  result.schedule_epochs = model.schedules.epochs();
   result.epochs_done = start_epoch;
   int64_t seqs_done = 0;
   model.net->train();
@@ -545,7 +561,7 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
           static_cast<double>(cfg.epochs - epoch - 1) * n + static_cast<double>(n - b1);
       pr.eta_s = remaining_seqs / std::max(pr.seq_per_s, 1e-9);
       // A time limit ends the run first when it comes before the last epoch.
-      if (cfg.time_limit_s > 0) pr.eta_s = std::min(pr.eta_s, std::max(0.0, cfg.time_limit_s - el));
+      if (limit_s > 0) pr.eta_s = std::min(pr.eta_s, std::max(0.0, limit_s - el));
       if (cb.on_progress) cb.on_progress(pr);
     }
     if (result.stopped_early) break;
@@ -559,9 +575,9 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
 
     // Whole epochs only: stop when the next one would end past the limit.
     const double epoch_s = seconds_since(t_epoch);
-    bool out_of_time = cfg.time_limit_s > 0 && epoch + 1 < cfg.epochs &&
-                       seconds_since(t_start) + epoch_s > cfg.time_limit_s;
-    if (comm && cfg.time_limit_s > 0) {  // one rank out of time stops them all
+    bool out_of_time =
+        limit_s > 0 && epoch + 1 < cfg.epochs && seconds_since(t_start) + epoch_s > limit_s;
+    if (comm && limit_s > 0) {  // one rank out of time stops them all
       auto flag = torch::tensor({out_of_time ? 1.0F : 0.0F});
       comm->all_reduce_max(flag, "the time-limit check");
       out_of_time = flag.item<float>() > 0;
