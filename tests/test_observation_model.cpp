@@ -145,20 +145,7 @@ TEST(ObservationModel, DrawsFollowTheSchedulesAndLengths) {
 
 TEST(ObservationModel, GroupMembersAreDrawnInsideTheirGroup) {
   TempDir dir;
-  // a and b are measured together (Jaccard 1): one group; b is missing on every
-  // other group measurement.
-  std::string s = "id,t,a,b\n";
-  for (int p = 0; p < 80; ++p)
-    for (int t = 0; t < 8; ++t) {
-      s += std::to_string(p) + "," + std::to_string(t) + ",";
-      if (t % 2 == 0)
-        s += std::to_string(p % 7 + t) + "," +
-             (t % 4 == 0 ? std::to_string(p % 5 + t) + "." + std::to_string(p % 3) : "");
-      else
-        s += ",";
-      s += "\n";
-    }
-  auto data = load_data(dir.write("g.csv", s), "id", "t", "");
+  auto data = load_data(healthgym::testing::grouped_csv(dir), "id", "t", "");
   Encoder e = Encoder::fit(data.schema, data.cohort, 8, 1e-3, TimeMode::kGrid, 0.0, 0.5);
   const Variable& va = e.schema().variables[0];
   const Variable& vb = e.schema().variables[1];

@@ -171,18 +171,7 @@ TEST(ScheduleModel, FitIsDeterministicAndLeavesTheGlobalGenerator) {
 // Group members are modelled inside their group and hold 1 elsewhere, as encoded.
 TEST(ScheduleModel, GroupMembersAreDrawnInsideTheirGroup) {
   TempDir dir;
-  std::string s = "id,t,a,b\n";
-  for (int p = 0; p < 80; ++p)
-    for (int t = 0; t < 8; ++t) {
-      s += std::to_string(p) + "," + std::to_string(t) + ",";
-      if (t % 2 == 0)
-        s += std::to_string(p % 7 + t) + "," +
-             (t % 4 == 0 ? std::to_string(p % 5 + t) + "." + std::to_string(p % 3) : "");
-      else
-        s += ",";
-      s += "\n";
-    }
-  auto data = load_data(dir.write("g.csv", s), "id", "t", "");
+  auto data = load_data(healthgym::testing::grouped_csv(dir), "id", "t", "");
   Encoder e = Encoder::fit(data.schema, data.cohort, 8, 1e-3, TimeMode::kGrid, 0.0, 0.5);
   const Variable& va = e.schema().variables[0];
   const Variable& vb = e.schema().variables[1];
@@ -225,6 +214,17 @@ TEST(ScheduleModel, CheckpointRoundTripAndDefaultSampling) {
   EXPECT_TRUE(
       torch::equal(ck.model.schedules.sample(lengths, at::detail::createCPUGenerator(3)).values,
                    ck2.model.schedules.sample(lengths, at::detail::createCPUGenerator(3)).values));
+  // A resumed run keeps it as it was (it is not refitted).
+  TrainConfig more;
+  more.resume_path = c.out_path;
+  more.out_path = dir.file("more.hg");
+  more.epochs = 2;
+  EXPECT_EQ(train(more).schedule_epochs, 0);
+  auto ck3 = load_checkpoint(more.out_path);
+  ASSERT_FALSE(ck3.model.schedules.empty());
+  EXPECT_TRUE(
+      torch::equal(ck.model.schedules.sample(lengths, at::detail::createCPUGenerator(3)).values,
+                   ck3.model.schedules.sample(lengths, at::detail::createCPUGenerator(3)).values));
 
   SampleConfig s;
   s.model_path = c.out_path;

@@ -155,4 +155,21 @@ inline TrainConfig tiny_run_config(TrainConfig base, const std::string& data_pat
   return base;
 }
 
+// 80 patients of 8 steps: a and b measured together at even steps (Jaccard 1:
+// one missing group at any threshold), b missing on every other of them.
+inline std::string grouped_csv(const TempDir& dir) {
+  std::string s = "id,t,a,b\n";
+  for (int p = 0; p < 80; ++p)
+    for (int t = 0; t < 8; ++t) {
+      s += std::to_string(p) + "," + std::to_string(t) + ",";
+      if (t % 2 == 0)
+        s += std::to_string(p % 7 + t) + "," +
+             (t % 4 == 0 ? std::to_string(p % 5 + t) + "." + std::to_string(p % 3) : "");
+      else
+        s += ",";
+      s += "\n";
+    }
+  return dir.write("grouped.csv", s);
+}
+
 }  // namespace healthgym::testing

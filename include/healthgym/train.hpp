@@ -143,7 +143,7 @@ struct TrainResult {
   double final_loss = 0;
   double seconds = 0;           // the network's training
   double schedule_seconds = 0;  // the schedule model's fit (0 when none)
-  int64_t schedule_epochs = 0;  // its epochs
+  int64_t schedule_epochs = 0;  // its epochs (0: none fitted in this run)
   bool stopped_early = false;   // should_stop asked
   int64_t stopped_at_step = 0;  // then: steps of the unfinished epoch kept in the checkpoint
   bool time_limited = false;    // the time limit ended the run before --epochs

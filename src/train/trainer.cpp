@@ -128,7 +128,8 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
 
   // All input is read and checked before any training starts.
   DiffusionModel model;
-  double schedule_s = 0;  // the schedule model's fit, out of the time limit
+  double schedule_s = 0;        // the schedule model's fit, out of the time limit
+  int64_t schedule_epochs = 0;  // fitted in this run (a resumed one keeps its model)
   EncodedCohort data;
   torch::Tensor cond_rows;  // [N, k] condition indices per patient
   TrainInfo info;
@@ -210,6 +211,7 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
       model.schedules =
           ScheduleModel::fit(model.encoder, whole, model.observations, sc, cb.on_schedule_progress);
       schedule_s = seconds_since(t0);
+      schedule_epochs = model.schedules.epochs();
     }
     const torch::Tensor whole_x = whole.x;  // for the start basis, after `whole` moves
     if (world > 1) shard_mask = cut_mask(whole);
@@ -364,7 +366,7 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
   const double limit_s = cfg.time_limit_s > 0 ? std::max(cfg.time_limit_s - schedule_s, 1e-3) : 0.0;
   TrainResult result;
   result.schedule_seconds = schedule_s;
-  result.schedule_epochs = model.schedules.epochs();
+  result.schedule_epochs = schedule_epochs;
   result.epochs_done = start_epoch;
   int64_t seqs_done = 0;
   model.net->train();
