@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <sstream>
 #include <string>
 
@@ -289,10 +290,32 @@ TEST(ScheduleModel, CorruptMetadataAndBadSettingsAreNamed) {
   expect_error(bad, f.encoder.channels(), 16, "must list 2 units");
   bad = j;
   bad["net"]["hidden"] = 8;  // the weights are 64 wide
-  expect_error(bad, f.encoder.channels(), 16, "checkpoint schedule model");
+  expect_error(bad, f.encoder.channels(), 16, "does not match the model's 2 units and width 8");
   bad = j;
   bad.erase("net");
   expect_error(bad, f.encoder.channels(), 16, "checkpoint schedule model");
+  // Weights of the right shapes but stored as float64, or not finite.
+  auto load_from = [&](ScheduleNet net) {
+    torch::serialize::OutputArchive out;
+    net->save(out);
+    std::ostringstream bytes;
+    out.save_to(bytes);
+    std::istringstream in(bytes.str());
+    torch::serialize::InputArchive archive;
+    archive.load_from(in);
+    return message_of([&] { ScheduleModel::load(j, archive, f.encoder.channels(), 16); });
+  };
+  const auto config = ScheduleNetConfig::from_json(j.at("net"));
+  ScheduleNet wide(config);
+  wide->to(torch::kDouble);
+  EXPECT_NE(load_from(wide).find("is not finite float32"), std::string::npos) << load_from(wide);
+  ScheduleNet broken(config);
+  {
+    torch::NoGradGuard no_grad;
+    broken->parameters()[0].fill_(std::numeric_limits<float>::quiet_NaN());
+  }
+  EXPECT_NE(load_from(broken).find("is not finite float32"), std::string::npos);
+  EXPECT_EQ(load_from(ScheduleNet(config)), "(no error)");
 
   ScheduleFitConfig c;
   c.validation_share = 1.0;

@@ -14,7 +14,9 @@
 #include <torch/torch.h>
 
 #include <functional>
+#include <limits>
 #include <nlohmann/json.hpp>
+#include <utility>
 #include <vector>
 
 #include "healthgym/encoder.hpp"
@@ -91,14 +93,17 @@ struct ScheduleFitProgress {
 class ScheduleModel {
  public:
   ScheduleModel() = default;
-  // Learns the schedules of `data` for the units of `units` (its channels and
-  // gates: a group member is modelled only where its group is observed).
+  // Learns the schedules of `data` for the units of `observations` (their channels
+  // and gates: a group member is modelled only where its group is observed).
+  // Polls should_stop between batches: a stop keeps the best weights so far.
   static ScheduleModel fit(const Encoder& encoder, const EncodedCohort& data,
-                           const ObservationModel& units, const ScheduleFitConfig& config,
-                           const std::function<void(const ScheduleFitProgress&)>& progress = {});
+                           const ObservationModel& observations, const ScheduleFitConfig& config,
+                           const std::function<void(const ScheduleFitProgress&)>& progress = {},
+                           const std::function<bool()>& should_stop = {});
 
   bool empty() const { return !net_; }
   int64_t units() const { return static_cast<int64_t>(channels_.size()); }
+  const std::vector<int64_t>& channels() const { return channels_; }  // per unit
   int64_t epochs() const { return epochs_; }
   double validation_nll() const { return validation_nll_; }
   // Mean negative log-likelihood per modelled cell of `data` (nats).
@@ -125,7 +130,7 @@ class ScheduleModel {
   std::vector<int64_t> channels_;  // design channel per unit
   std::vector<int64_t> gates_;     // the unit index of its group, -1 for none
   int64_t length_ = 0, design_channels_ = 0, epochs_ = 0;
-  double validation_nll_ = 0;
+  double validation_nll_ = std::numeric_limits<double>::quiet_NaN();
 };
 
 }  // namespace healthgym

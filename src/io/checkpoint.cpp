@@ -320,6 +320,14 @@ CheckpointContents load_checkpoint(const std::string& path, const torch::Device&
       } catch (const InputError& e) {
         throw InputError(path + ": " + e.what());
       }
+      // It draws the observation model's channels, no others (a value channel
+      // set to +-1 would be a corrupt value).
+      std::vector<int64_t> units;
+      for (const auto& u : out.model.observations.units()) units.push_back(u.channel);
+      if (out.model.schedules.channels() != units)
+        throw InputError(path +
+                         ": checkpoint schedule model: its channels are not the observation "
+                         "model's units");
     }
     torch::Tensor rng;
     archive.read("rng", rng);

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <mutex>
 #include <string>
 
 #include "healthgym/checkpoint.hpp"
@@ -92,7 +93,8 @@ ScheduleNetImpl::ScheduleNetImpl(const ScheduleNetConfig& config) : config_(conf
                  torch::nn::GRUOptions(config_.input_size(), config_.hidden).batch_first(true)));
   head_ = register_module("head", torch::nn::Linear(config_.hidden, config_.units));
   within_ = register_parameter("within", torch::zeros({config_.units, config_.units}));
-  lower_ = register_buffer("lower", torch::ones({config_.units, config_.units}).tril(-1));
+  // Not a buffer: a checkpoint cannot change which units see which.
+  lower_ = torch::ones({config_.units, config_.units}).tril(-1);
 }
 
 torch::Tensor ScheduleNetImpl::forward(const torch::Tensor& features, torch::Tensor* state) {
@@ -139,10 +141,9 @@ torch::Tensor schedule_features(const torch::Tensor& y_in, const torch::Tensor& 
 void ScheduleFitConfig::validate() const {
   if (hidden < 1 || hidden > 4096) throw UsageError("schedule model: hidden must be in [1, 4096]");
   if (batch < 1) throw UsageError("schedule model: batch must be >= 1");
-  if (!(lr > 0.0)) throw UsageError("schedule model: lr must be > 0");
+  if (!(lr > 0.0 && lr < 1.0)) throw UsageError("schedule model: lr must be in (0, 1)");
   if (max_epochs < 1) throw UsageError("schedule model: max_epochs must be >= 1");
   if (patience < 1) throw UsageError("schedule model: patience must be >= 1");
-  if (!(lr < 1.0)) throw UsageError("schedule model: lr must be < 1");
   if (!(validation_share >= 0.0 && validation_share < 1.0))
     throw UsageError("schedule model: validation_share must be in [0, 1)");
   if (!(time_limit_s >= 0.0)) throw UsageError("schedule model: time_limit_s must be >= 0");
@@ -179,7 +180,7 @@ double ScheduleModel::mean_nll(const torch::Tensor& y, const torch::Tensor& mask
   torch::NoGradGuard no_grad;
   ScheduleNet net = net_;  // shares the weights; forward is not const
   double total = 0, cells = 0;
-  const int64_t n = y.size(0), batch = 256;
+  const int64_t n = y.size(0), batch = 256;  // patients per pass: bounds the memory, not the result
   for (int64_t s = 0; s < n; s += batch) {
     const int64_t e = std::min(n, s + batch);
     auto yb = y.slice(0, s, e), mb = mask.slice(0, s, e);
@@ -200,7 +201,8 @@ double ScheduleModel::nll(const EncodedCohort& data) const {
 ScheduleModel ScheduleModel::fit(const Encoder& encoder, const EncodedCohort& data,
                                  const ObservationModel& observations,
                                  const ScheduleFitConfig& config,
-                                 const std::function<void(const ScheduleFitProgress&)>& progress) {
+                                 const std::function<void(const ScheduleFitProgress&)>& progress,
+                                 const std::function<bool()>& should_stop) {
   config.validate();
   ScheduleModel m;
   m.length_ = encoder.working_length();
@@ -216,12 +218,18 @@ ScheduleModel ScheduleModel::fit(const Encoder& encoder, const EncodedCohort& da
   }
   if (m.channels_.empty()) return m;
   GlobalRngGuard guard;
-  torch::manual_seed(config.seed);
+  {
+    // The weights' initialisation draws from the global CPU generator; only it
+    // is seeded (torch::manual_seed would reseed the CUDA ones too).
+    auto global = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(global.mutex());
+    global.set_current_seed(config.seed);
+  }
   auto gen = at::detail::createCPUGenerator(config.seed);
   ScheduleNetConfig nc;
   nc.units = m.units();
   nc.hidden = config.hidden;
-  nc.max_gap = 24;
+  nc.max_gap = observations.max_gap();  // the chains' cap: gaps beyond a day look alike
   nc.length = m.length_;
   m.net_ = ScheduleNet(nc);
 
@@ -231,7 +239,9 @@ ScheduleModel ScheduleModel::fit(const Encoder& encoder, const EncodedCohort& da
   auto order = torch::randperm(n, gen, torch::kLong);
   // Too few patients to spare any: train the whole budget on all of them.
   const int64_t n_val =
-      n >= 20 ? std::max<int64_t>(1, std::llround(config.validation_share * n)) : 0;
+      n >= 20 && config.validation_share > 0
+          ? std::clamp<int64_t>(std::llround(config.validation_share * n), 1, n - 1)
+          : 0;
   auto val_idx = order.slice(0, 0, n_val), train_idx = order.slice(0, n_val, n);
   const int64_t n_train = train_idx.size(0);
   torch::Tensor val_y, val_mask, val_len;
@@ -243,13 +253,21 @@ ScheduleModel ScheduleModel::fit(const Encoder& encoder, const EncodedCohort& da
   torch::optim::Adam opt(m.net_->parameters(), torch::optim::AdamOptions(config.lr));
   const auto started = std::chrono::steady_clock::now();
   double best = std::numeric_limits<double>::infinity();
-  std::vector<torch::Tensor> best_weights;
+  std::vector<torch::Tensor> best_weights;  // the initial ones until an epoch improves
+  for (const auto& p : m.net_->parameters()) best_weights.push_back(p.detach().clone());
   int64_t since_best = 0;
-  for (int64_t epoch = 1; epoch <= config.max_epochs; ++epoch) {
+  double last_epoch_s = 0;
+  bool stopped = false;
+  for (int64_t epoch = 1; epoch <= config.max_epochs && !stopped; ++epoch) {
+    const auto epoch_start = std::chrono::steady_clock::now();
     m.net_->train();
     auto perm = train_idx.index_select(0, torch::randperm(n_train, gen, torch::kLong));
     double total = 0, cells = 0;
     for (int64_t s = 0; s < n_train; s += config.batch) {
+      if (should_stop && should_stop()) {
+        stopped = true;  // the best weights so far are kept
+        break;
+      }
       auto idx = perm.slice(0, s, std::min(n_train, s + config.batch));
       auto lb = lengths.index_select(0, idx);
       // Only as many steps as the batch's longest stay.
@@ -261,6 +279,10 @@ ScheduleModel ScheduleModel::fit(const Encoder& encoder, const EncodedCohort& da
       auto loss = torch::binary_cross_entropy_with_logits(m.net_->logits(yb, lb), yb, mb, {},
                                                           at::Reduction::Sum) /
                   count;
+      if (!std::isfinite(loss.item<double>()))
+        throw RuntimeError("schedule model: the loss became " +
+                           std::to_string(loss.item<double>()) + " at epoch " +
+                           std::to_string(epoch) + "; lower its learning rate");
       opt.zero_grad();
       loss.backward();
       torch::nn::utils::clip_grad_norm_(m.net_->parameters(), 1.0);
@@ -268,6 +290,7 @@ ScheduleModel ScheduleModel::fit(const Encoder& encoder, const EncodedCohort& da
       total += loss.item<double>() * count;
       cells += count;
     }
+    if (stopped) break;
     m.net_->eval();
     ScheduleFitProgress pr;
     pr.epoch = epoch;
@@ -298,13 +321,15 @@ ScheduleModel ScheduleModel::fit(const Encoder& encoder, const EncodedCohort& da
             .lr(static_cast<torch::optim::AdamOptions&>(group.options()).lr() * 0.5);
     }
     if (progress) progress(pr);
-    const double elapsed =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    const auto now = std::chrono::steady_clock::now();
+    last_epoch_s = std::chrono::duration<double>(now - epoch_start).count();
+    const double elapsed = std::chrono::duration<double>(now - started).count();
+    // Whole epochs only: stop before one that would end past the limit.
     if (since_best >= config.patience ||
-        (config.time_limit_s > 0 && elapsed >= config.time_limit_s))
+        (config.time_limit_s > 0 && elapsed + last_epoch_s > config.time_limit_s))
       break;
   }
-  if (!best_weights.empty()) {
+  {
     torch::NoGradGuard no_grad;
     auto params = m.net_->parameters();
     for (size_t i = 0; i < params.size(); ++i) params[i].copy_(best_weights[i]);
@@ -422,25 +447,29 @@ ScheduleModel ScheduleModel::load(const json& j, torch::serialize::InputArchive&
     }
     m.net_ = ScheduleNet(config);
     // LibTorch's load takes the archive's shapes as they are: check them.
-    auto tensors = [&] {
-      auto all = m.net_->named_parameters();
-      for (const auto& b : m.net_->named_buffers()) all.insert(b.key(), b.value());
-      return all;
-    };
+    // LibTorch's load takes the archive's tensors as they are (shape, and
+    // storage read as float): check them.
     std::vector<std::vector<int64_t>> shapes;
-    for (const auto& p : tensors()) shapes.push_back(p.value().sizes().vec());
+    for (const auto& p : m.net_->named_parameters()) shapes.push_back(p.value().sizes().vec());
     m.net_->load(archive);
     size_t i = 0;
-    for (const auto& p : tensors())
-      if (p.value().sizes().vec() != shapes[i++])
+    for (const auto& p : m.net_->named_parameters()) {
+      const torch::Tensor& w = p.value();
+      if (w.sizes().vec() != shapes[i++])
         throw bad("weight " + p.key() + " does not match the model's " +
                   std::to_string(config.units) + " units and width " +
                   std::to_string(config.hidden));
+      if (w.scalar_type() != torch::kFloat ||
+          static_cast<int64_t>(w.storage().nbytes()) !=
+              (w.storage_offset() + w.numel()) * static_cast<int64_t>(sizeof(float)) ||
+          !torch::isfinite(w).all().item<bool>())
+        throw bad("weight " + p.key() + " is not finite float32");
+    }
     m.net_->eval();
   } catch (const InputError&) {
     throw;
   } catch (const std::exception& e) {
-    throw bad(e.what());
+    throw bad(first_line(e.what()));
   }
   return m;
 }

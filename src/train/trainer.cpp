@@ -201,15 +201,16 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
     // the shard's: one encoding serves both on a single process.
     EncodedCohort whole = model.encoder.encode(loaded.cohort);
     model.observations = ObservationModel::fit(model.encoder, whole, 24, 4.0, cfg.partner_jaccard);
-    if (writer && cfg.schedule_epochs > 0 && model.observations.sparse()) {
-      // Only writers keep it: the other ranks' checkpoints are never written.
+    if (cfg.schedule_epochs > 0 && model.observations.sparse()) {
+      // Every rank fits it (the same model for a seed), so none waits on
+      // another's fit at the first collective below.
       const auto t0 = Clock::now();
       ScheduleFitConfig sc;
       sc.max_epochs = cfg.schedule_epochs;
       sc.seed = cfg.seed;
       if (cfg.time_limit_s > 0) sc.time_limit_s = 0.4 * cfg.time_limit_s;
-      model.schedules =
-          ScheduleModel::fit(model.encoder, whole, model.observations, sc, cb.on_schedule_progress);
+      model.schedules = ScheduleModel::fit(model.encoder, whole, model.observations, sc,
+                                           cb.on_schedule_progress, cb.should_stop);
       schedule_s = seconds_since(t0);
       schedule_epochs = model.schedules.epochs();
     }
