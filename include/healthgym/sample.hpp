@@ -28,7 +28,6 @@ StartMode start_mode_from_string(const std::string& s);  // throws UsageError
 // generates the values.
 enum class ObservationSource { kNetwork, kChains, kSequence, kModel };
 ObservationSource observation_source_from_string(const std::string& s);  // throws UsageError
-std::string to_string(ObservationSource s);
 
 struct SampleConfig {
   std::string model_path;

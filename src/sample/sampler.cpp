@@ -29,20 +29,6 @@ ObservationSource observation_source_from_string(const std::string& s) {
                    "' (expected model, sequence, chains or network)");
 }
 
-std::string to_string(ObservationSource s) {
-  switch (s) {
-    case ObservationSource::kNetwork:
-      return "network";
-    case ObservationSource::kChains:
-      return "chains";
-    case ObservationSource::kSequence:
-      return "sequence";
-    case ObservationSource::kModel:
-      return "model";
-  }
-  return "?";
-}
-
 void SampleConfig::validate() const {
   auto need = [](bool ok, const std::string& msg) {
     if (!ok) throw UsageError(msg);
