@@ -5,7 +5,8 @@ Run: /usr/bin/python3 scripts/metrics_reference.py
 sklearn, statsmodels and pandas are not installed here, so their definitions are
 computed with numpy/scipy as they document them:
   - roc_auc_score: Mann-Whitney U / (n_pos * n_neg) (scipy.stats.mannwhitneyu),
-    checked against the brute-force pair count with ties as 1/2;
+    checked against the brute-force pair count with ties as 1/2; DeLong's standard
+    error from that pair count, the one-sided p-value from mannwhitneyu;
   - statsmodels acf(adjusted=False): sum (x_t - m)(x_{t+k} - m) / sum (x_t - m)^2;
   - pandas DataFrame.corr(): np.corrcoef on the rows where both columns are
     finite, NaN below 3 shared rows (our contract) or for a constant column.
@@ -109,6 +110,12 @@ u = stats.mannwhitneyu(pos, neg).statistic / (len(pos) * len(neg))
 brute = np.mean([(p_ > n_) + 0.5 * (p_ == n_) for p_ in pos for n_ in neg])
 assert abs(u - brute) < 1e-15
 show("auroc", u)
+# DeLong's standard error from the pairwise kernel (not from mid-ranks, as the C++).
+psi = np.array([[(p_ > n_) + 0.5 * (p_ == n_) for n_ in neg] for p_ in pos])
+v10, v01 = psi.mean(axis=1), psi.mean(axis=0)
+show("auroc_se", np.sqrt(v10.var(ddof=1) / len(pos) + v01.var(ddof=1) / len(neg)))
+show("auroc_p_greater", stats.mannwhitneyu(pos, neg, alternative="greater", use_continuity=False,
+                                           method="asymptotic").pvalue)
 
 # Mean absolute difference over entries finite in both.
 A = np.array([[1.0, 0.5, nan], [0.5, 1.0, -0.2]])

@@ -185,6 +185,35 @@ TEST(Metrics, AurocCountsTiesAsHalf) {
   EXPECT_THROW(auroc({1, 2}, {0}), std::invalid_argument);
 }
 
+TEST(Metrics, AurocTestGivesDeLongErrorAndMannWhitneyP) {
+  // scripts/metrics_reference.py: DeLong from the pairwise kernel, p from scipy.
+  const std::vector<double> scores = {0.1, 0.4, 0.35, 0.8, 0.4, 0.4, 0.9, 0.1, 0.35};
+  const std::vector<int> labels = {0, 0, 1, 1, 1, 0, 1, 1, 0};
+  const AurocTest t = auroc_test(scores, labels);
+  EXPECT_NEAR(t.auc, 0.65, kTol);
+  EXPECT_NEAR(t.se, 0.19869365029277275, kTol);
+  EXPECT_NEAR(t.p_greater, 0.22544351551258518, kTol);
+  // Perfect separation: no spread in either class's components.
+  const AurocTest perfect = auroc_test({1, 2, 3, 4, 5, 6}, {0, 0, 0, 1, 1, 1});
+  EXPECT_EQ(perfect.auc, 1.0);
+  EXPECT_EQ(perfect.se, 0.0);
+  EXPECT_LT(perfect.p_greater, 0.05);
+  // Swapping the classes mirrors the AUC, keeps the error and mirrors the p-value.
+  std::vector<int> flipped(labels.size());
+  for (size_t i = 0; i < labels.size(); ++i) flipped[i] = 1 - labels[i];
+  const AurocTest f = auroc_test(scores, flipped);
+  EXPECT_NEAR(f.auc, 0.35, kTol);
+  EXPECT_NEAR(f.se, t.se, kTol);
+  EXPECT_NEAR(f.p_greater, 1.0 - t.p_greater, kTol);
+  // Undefined cases.
+  EXPECT_TRUE(std::isnan(auroc_test({5, 5, 5, 5}, {0, 1, 0, 1}).p_greater));  // all tied
+  EXPECT_TRUE(std::isnan(auroc_test({1, 2, 3}, {0, 1, 1}).se));               // one negative
+  const AurocTest one_class = auroc_test({1, 2}, {1, 1});
+  EXPECT_TRUE(std::isnan(one_class.auc) && std::isnan(one_class.se) &&
+              std::isnan(one_class.p_greater));
+  EXPECT_THROW(auroc_test({1, 2}, {0}), std::invalid_argument);
+}
+
 TEST(Metrics, MeanAbsDiffSkipsNonFinite) {
   EXPECT_NEAR(
       mean_abs_diff({{1.0, 0.5, kNaN}, {0.5, 1.0, -0.2}}, {{1.0, 0.1, 0.3}, {kNaN, 1.0, 0.4}}),

@@ -53,6 +53,18 @@ double autocorrelation(const std::vector<double>& x, int lag);
 // is NaN. Any non-zero label is the positive class.
 double auroc(const std::vector<double>& scores, const std::vector<int>& labels);
 
+// The AUROC with its uncertainty: DeLong's standard error (NaN under two of either
+// class) and the one-sided p-value of the Mann-Whitney test that positives do not
+// score higher than negatives (normal approximation with the tie correction, no
+// continuity correction: scipy.stats.mannwhitneyu(pos, neg, alternative="greater",
+// use_continuity=False, method="asymptotic")). All NaN where auroc is.
+struct AurocTest {
+  double auc;
+  double se;
+  double p_greater;
+};
+AurocTest auroc_test(const std::vector<double>& scores, const std::vector<int>& labels);
+
 // The probability that m items drawn without replacement from n include at least
 // one of k marked ones: 1 - C(n-k, m) / C(n, m). std::invalid_argument unless
 // 0 <= k <= n and 0 <= m <= n.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <numeric>
 #include <stdexcept>
 #include <string>
 
@@ -104,6 +105,28 @@ double t_quantile_upper(double p, double df) {
       hi = mid;
   }
   return 0.5 * (lo + hi);
+}
+
+// 1-based mid-ranks of x (tied values share the mean of their ranks); adds the sum
+// of t^3 - t over each group of t ties to *tie_sum when given.
+std::vector<double> mid_ranks(const std::vector<double>& x, double* tie_sum) {
+  const size_t n = x.size();
+  std::vector<size_t> order(n);
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return x[a] < x[b]; });
+  std::vector<double> rank(n);
+  for (size_t i = 0; i < n;) {
+    size_t j = i;
+    while (j < n && x[order[j]] == x[order[i]]) ++j;
+    const double mid = 0.5 * static_cast<double>(i + 1 + j);  // mean of ranks i+1..j
+    for (size_t k = i; k < j; ++k) rank[order[k]] = mid;
+    if (tie_sum) {
+      const double t = static_cast<double>(j - i);
+      *tie_sum += t * t * t - t;
+    }
+    i = j;
+  }
+  return rank;
 }
 
 }  // namespace
@@ -316,31 +339,52 @@ double subset_hit_probability(int64_t n, int64_t k, int64_t m) {
   return 1.0 - std::exp(log_miss);
 }
 
-double auroc(const std::vector<double>& scores, const std::vector<int>& labels) {
+AurocTest auroc_test(const std::vector<double>& scores, const std::vector<int>& labels) {
   if (scores.size() != labels.size())
     throw std::invalid_argument("auroc: scores and labels differ in length");
-  const size_t n = scores.size();
-  for (double s : scores)
-    if (std::isnan(s)) return kNaN;
-  std::vector<size_t> order(n);
-  for (size_t i = 0; i < n; ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] < scores[b]; });
-  // Mann-Whitney U from mid-ranks: a tied positive/negative pair counts 1/2.
-  double n_pos = 0, rank_sum = 0;
-  for (size_t i = 0; i < n;) {
-    size_t j = i;
-    while (j < n && scores[order[j]] == scores[order[i]]) ++j;
-    const double mid_rank = 0.5 * static_cast<double>(i + 1 + j);  // mean of ranks i+1..j
-    for (size_t k = i; k < j; ++k)
-      if (labels[order[k]] != 0) {
-        n_pos += 1;
-        rank_sum += mid_rank;
-      }
-    i = j;
+  AurocTest r{kNaN, kNaN, kNaN};
+  std::vector<double> pos, neg;
+  for (size_t i = 0; i < scores.size(); ++i) {
+    if (std::isnan(scores[i])) return r;
+    (labels[i] != 0 ? pos : neg).push_back(scores[i]);
   }
-  const double n_neg = static_cast<double>(n) - n_pos;
-  if (n_pos == 0 || n_neg == 0) return kNaN;
-  return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg);
+  if (pos.empty() || neg.empty()) return r;
+  std::vector<double> all = pos;
+  all.insert(all.end(), neg.begin(), neg.end());
+  double tie_sum = 0;  // sum of t^3 - t over groups of t tied scores
+  const std::vector<double> rank_all = mid_ranks(all, &tie_sum);
+  const std::vector<double> rank_pos = mid_ranks(pos, nullptr);
+  const std::vector<double> rank_neg = mid_ranks(neg, nullptr);
+  const size_t np = pos.size(), nn = neg.size();
+  const double n_pos = static_cast<double>(np), n_neg = static_cast<double>(nn);
+  // DeLong's structural components from mid-ranks (Sun & Xu 2014): the share of
+  // negatives each positive outranks, and of positives each negative is outranked by,
+  // a tied pair counting 1/2. The AUC is the mean of either.
+  std::vector<double> v10(np), v01(nn);
+  for (size_t i = 0; i < np; ++i) v10[i] = (rank_all[i] - rank_pos[i]) / n_neg;
+  for (size_t j = 0; j < nn; ++j) v01[j] = 1.0 - (rank_all[np + j] - rank_neg[j]) / n_pos;
+  const double auc = std::accumulate(v10.begin(), v10.end(), 0.0) / n_pos;
+  r.auc = auc;
+  if (np >= 2 && nn >= 2) {
+    auto sample_var = [](const std::vector<double>& v, double mean) {
+      double ss = 0;
+      for (double x : v) ss += (x - mean) * (x - mean);
+      return ss / static_cast<double>(v.size() - 1);
+    };
+    r.se = std::sqrt(sample_var(v10, auc) / n_pos + sample_var(v01, auc) / n_neg);
+  }
+  // Mann-Whitney U's null variance with ties, as scipy's asymptotic method.
+  const double n = n_pos + n_neg;
+  const double var_u = n_pos * n_neg / 12.0 * ((n + 1) - tie_sum / (n * (n - 1)));
+  if (var_u > 0) {
+    const double z = (auc - 0.5) * n_pos * n_neg / std::sqrt(var_u);
+    r.p_greater = 0.5 * std::erfc(z / std::sqrt(2.0));
+  }
+  return r;
+}
+
+double auroc(const std::vector<double>& scores, const std::vector<int>& labels) {
+  return auroc_test(scores, labels).auc;
 }
 
 double mean_abs_diff(const std::vector<std::vector<double>>& a,

@@ -528,9 +528,16 @@ void summary_section(Page& page, const json& report) {
                   "&le; 50%",
                   "Synthetic patients nearer to a training patient than to any holdout patient; "
                   "well above 50% suggests memorised training records."});
-  row("mia_auc", "Membership inference AUC", "0.5",
-      "How well an attacker holding the synthetic data tells training patients from unseen "
-      "ones: 0.5 is chance, 1 certain.");
+  {
+    std::string v = fmt(get(s, "mia_auc"));
+    if (num(get(s, "mia_auc_ci95"))) v += " &plusmn; " + fmt(get(s, "mia_auc_ci95"));
+    if (num(get(s, "mia_p_value"))) v += " (p = " + fmt(get(s, "mia_p_value")) + ")";
+    rows.push_back({"Membership inference AUC", v, "0.5",
+                    "How well an attacker holding the synthetic data tells training patients "
+                    "from unseen ones: 0.5 is chance, 1 certain. &plusmn; is the 95% interval "
+                    "(DeLong); p is the chance of an AUC this high if training patients sat no "
+                    "nearer the synthetic ones than unseen patients do (small p: leakage)."});
+  }
 
   std::string& h = page.html;
   h += "<section id=\"summary\"><h2>Summary</h2>\n<table class=\"summary\"><thead><tr><th>Metric"
@@ -880,8 +887,13 @@ void privacy_section(Page& page, const json& report) {
   h += "<tr><td>Share of synthetic patients closer to training than to holdout</td>"
        "<td class=\"num\">" +
        fmt_pct(get(dcr, "share_closer_to_train")) + "</td><td class=\"num\">&le; 50%</td></tr>\n";
-  h += "<tr><td>Membership inference AUC</td><td class=\"num\">" + fmt(get(p, "mia_auc")) +
-       "</td><td class=\"num\">0.5</td></tr>\n</tbody></table>\n";
+  std::string mia = fmt(get(p, "mia_auc"));
+  if (num(get(p, "mia_auc_ci95"))) mia += " &plusmn; " + fmt(get(p, "mia_auc_ci95"));
+  h += "<tr><td>Membership inference AUC (95% interval)</td><td class=\"num\">" + mia +
+       "</td><td class=\"num\">0.5</td></tr>\n";
+  h += "<tr><td>p-value: training patients no nearer than unseen ones</td><td class=\"num\">" +
+       fmt(get(p, "mia_p_value")) +
+       "</td><td class=\"num\">&gt; 0.05</td></tr>\n</tbody></table>\n";
 
   h += "<h3>Distance to closest record</h3>\n<p class=\"hint\">For each synthetic patient, the "
        "distance to the most similar real patient (whole encoded record). Mass at zero means "
