@@ -24,6 +24,7 @@ COLUMNS = [  # (header, summary path, lower is better?)
     ("outcome AUROC", ("outcome_auroc", "tstr"), False),
     ("DCR share", ("dcr_share_train",), None),
     ("MIA AUC", ("mia_auc",), None),
+    ("MIA p", ("mia_p_value",), None),
     ("copies", ("exact_copies",), True),
 ]
 
@@ -45,6 +46,16 @@ def fmt(v):
     return f"{v:.3f}"
 
 
+def cell(summary, path):
+    """A summary value; the membership AUC with its 95% interval."""
+    if path == ("mia_p_value",):
+        p = get(summary, path)
+        return "–" if p is None else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+    text = fmt(get(summary, path))
+    ci = get(summary, ("mia_auc_ci95",)) if path == ("mia_auc",) else None
+    return text + (f" ± {ci:.3f}" if ci is not None else "")
+
+
 def machine():
     cpu = "?"
     try:
@@ -64,6 +75,8 @@ with open(os.path.join(out, "runs.tsv")) as f:
         fields = line.rstrip("\n").split("\t")
         d, arm, train_s, epochs, sample_s, acc, sampler, note = fields[:8]
         train_wall = fields[8] if len(fields) > 8 else "?"  # runs before it was recorded
+        if arm == "died":  # rows kept from runs before the subgroups had their prefix
+            arm = "subgroup_died"
         rep = os.path.join(out, d, arm, "report.json")
         summary = json.load(open(rep))["summary"] if os.path.exists(rep) else {}
         runs.append(dict(d=d, arm=arm, train_s=train_s, train_wall=train_wall, epochs=epochs,
@@ -101,9 +114,10 @@ print("Columns (all from `report.json`'s summary): disc. = discriminative score 
       "(higher is better); DCR share = share of synthetic patients closer to a training "
       "patient than to a held-out one, the larger set taken as subsets of the smaller's "
       "size (the expectation over all of them; 0.5 ideal); MIA AUC = membership inference "
-      "over every training and held-out patient (0.5 ideal; with 250 and 62 patients its "
-      "standard error near 0.5 is about 0.04 by Hanley and McNeil's formula, with 2000 and "
-      "1000 about 0.011); copies = synthetic patients identical to a training patient. Sampling time "
+      "over every training and held-out patient, each scored by its distance to the "
+      "nearest synthetic one (0.5 ideal), ± its 95% interval (DeLong); MIA p = the "
+      "one-sided Mann–Whitney p-value of training patients sitting no nearer the synthetic "
+      "ones than held-out patients (small p: evidence of leakage); copies = synthetic patients identical to a training patient. Sampling time "
       "is the wall time of `healthgym sample` for the whole cohort. The row *two real "
       "halves* is the floor: one random half of the training patients scored against the "
       "other (`report.json`'s `summary.real_halves`; with half the patients on each side it "
@@ -121,7 +135,7 @@ for d in dict.fromkeys(r["d"] for r in runs):
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in rows:
-        if r["arm"] == "died":
+        if r["arm"].startswith("subgroup_"):
             continue
         label = "seed (original)" if r["arm"] == "seed" else f"default, {r['arm'][8:]}"
         try:
@@ -129,7 +143,7 @@ for d in dict.fromkeys(r["d"] for r in runs):
         except ValueError:
             acc = "–"
         cells = [label, r["sampler"], r["sample_s"], acc]
-        cells += [fmt(get(r["s"], c[1])) for c in COLUMNS]
+        cells += [cell(r["s"], c[1]) for c in COLUMNS]
         print("| " + " | ".join(cells) + " |")
     halves = next((r["s"]["real_halves"] for r in rows if "real_halves" in r["s"]), None)
     if halves:
@@ -141,16 +155,17 @@ for d in dict.fromkeys(r["d"] for r in runs):
     for r in notes:
         print(f"Seed preset: {r['note']}.\n")
     for r in rows:
-        if r["arm"] != "died":
+        if not r["arm"].startswith("subgroup_"):
             continue
-        print("### Conditional subgroup: `--condition in_hospital_death=yes`\n")
-        print(f"{r['note']}. Scored against the real patients who died (training and "
+        cond = r["sampler"].split("--condition ", 1)[-1]
+        print(f"### Conditional subgroup: `--condition {cond}`\n")
+        print(f"{r['note']}. Scored against the real patients with {cond} (training and "
               "held-out subsets); sampling "
               f"{r['sample_s']} s with {r['sampler']}.\n")
         head = ["cohort"] + [c[0] for c in COLUMNS if c[0] != "outcome AUROC"]
         print("| " + " | ".join(head) + " |")
         print("|" + "---|" * len(head))
-        cells = ["died (conditional)"] + [fmt(get(r["s"], c[1])) for c in COLUMNS
-                                          if c[0] != "outcome AUROC"]
+        cells = [f"{cond} (conditional)"] + [cell(r["s"], c[1]) for c in COLUMNS
+                                             if c[0] != "outcome AUROC"]
         print("| " + " | ".join(cells) + " |")
         print()

@@ -1,6 +1,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <map>
 #include <set>
 
 #include "healthgym/conditions.hpp"
@@ -19,6 +20,8 @@ using ::testing::HasSubstr;
 
 namespace {
 
+constexpr int64_t kLength = 4;  // the working length the specs count lengths up to
+
 // Four patients: sex f/m static, group a/b static, HR time-varying.
 const char* kCsv =
     "id,t,sex,group,HR\n"
@@ -36,28 +39,28 @@ LoadedData load_small(const TempDir& dir) {
 TEST(Conditions, AutoPicksStaticLabelVariables) {
   TempDir dir;
   auto d = load_small(dir);
-  auto spec = ConditionSpec::fit(d.schema, d.cohort, "auto");
+  auto spec = ConditionSpec::fit(d.schema, d.cohort, "auto", kLength);
   EXPECT_EQ(spec.names(), (std::vector<std::string>{"sex", "group"}));
   EXPECT_EQ(spec.embedding_sizes(), (std::vector<int64_t>{4, 4}));  // 2 labels + missing + dropped
   EXPECT_TRUE(torch::equal(spec.null_row(), torch::tensor({3, 3}, torch::kLong)));
   auto rows = spec.indices(d.cohort);
   EXPECT_TRUE(
       torch::equal(rows, torch::tensor({0, 0, 1, 0, 0, 1, 0, 0}, torch::kLong).view({4, 2})));
-  EXPECT_TRUE(ConditionSpec::fit(d.schema, d.cohort, "none").empty());
-  EXPECT_EQ(ConditionSpec::fit(d.schema, d.cohort, "group").names(),
+  EXPECT_TRUE(ConditionSpec::fit(d.schema, d.cohort, "none", kLength).empty());
+  EXPECT_EQ(ConditionSpec::fit(d.schema, d.cohort, "group", kLength).names(),
             std::vector<std::string>{"group"});
 }
 
 TEST(Conditions, RejectsWhatCannotBeAConditionWithTheReason) {
   TempDir dir;
   auto d = load_small(dir);
-  EXPECT_THAT(message_of([&] { ConditionSpec::fit(d.schema, d.cohort, "HR"); }),
+  EXPECT_THAT(message_of([&] { ConditionSpec::fit(d.schema, d.cohort, "HR", kLength); }),
               HasSubstr("'HR' must be a static binary or categorical variable"));
-  EXPECT_THAT(message_of([&] { ConditionSpec::fit(d.schema, d.cohort, "nope"); }),
+  EXPECT_THAT(message_of([&] { ConditionSpec::fit(d.schema, d.cohort, "nope", kLength); }),
               HasSubstr("no variable 'nope'"));
-  EXPECT_THAT(message_of([&] { ConditionSpec::fit(d.schema, d.cohort, "sex,sex"); }),
+  EXPECT_THAT(message_of([&] { ConditionSpec::fit(d.schema, d.cohort, "sex,sex", kLength); }),
               HasSubstr("named twice"));
-  auto spec = ConditionSpec::fit(d.schema, d.cohort, "auto");
+  auto spec = ConditionSpec::fit(d.schema, d.cohort, "auto", kLength);
   EXPECT_THAT(message_of([&] { spec.parse({"sex=x"}); }),
               HasSubstr("'x' is not a label of 'sex' (labels: f, m)"));
   EXPECT_THAT(message_of([&] { spec.parse({"HR=1"}); }),
@@ -68,7 +71,7 @@ TEST(Conditions, RejectsWhatCannotBeAConditionWithTheReason) {
   auto fixed = spec.parse({"sex=m", "group=b"});
   EXPECT_THAT(message_of([&] { spec.draw(3, fixed); }),
               HasSubstr("no training patient has sex=m and group=b"));
-  auto none = ConditionSpec::fit(d.schema, d.cohort, "none");
+  auto none = ConditionSpec::fit(d.schema, d.cohort, "none", kLength);
   EXPECT_THAT(message_of([&] { none.parse({"sex=f"}); }),
               HasSubstr("trained without conditioning variables"));
 }
@@ -76,7 +79,7 @@ TEST(Conditions, RejectsWhatCannotBeAConditionWithTheReason) {
 TEST(Conditions, DrawKeepsTheFixedLabelsAndTheTrainingShares) {
   TempDir dir;
   auto d = load_small(dir);
-  auto spec = ConditionSpec::fit(d.schema, d.cohort, "auto");
+  auto spec = ConditionSpec::fit(d.schema, d.cohort, "auto", kLength);
   torch::manual_seed(3);
   auto fixed = spec.parse({"group=b"});
   EXPECT_DOUBLE_EQ(spec.share(fixed), 0.25);
@@ -94,10 +97,121 @@ TEST(Conditions, DrawKeepsTheFixedLabelsAndTheTrainingShares) {
   EXPECT_DOUBLE_EQ(back.share(spec.parse({"sex=f", "group=a"})), 0.5);
 }
 
+// 20 patients of group a with 2 steps, 20 of group b with 4 (a dead patient's
+// follow-up is shorter), 3 of group c with 4: each group's lengths, a little of
+// the whole cohort's mixed in; c, too small to keep a table of, the whole
+// cohort's.
+TEST(Conditions, LengthsFollowTheLabels) {
+  TempDir dir;
+  std::string csv = "id,t,group,HR\n";
+  for (int p = 0; p < 43; ++p) {
+    const char* group = p < 20 ? "a" : p < 40 ? "b" : "c";
+    for (int t = 0; t < (p < 20 ? 2 : 4); ++t)
+      csv += std::to_string(p) + "," + std::to_string(t) + "," + group + ",70\n";
+  }
+  auto d = load_data(dir.write("len.csv", csv), "id", "t", "");
+  auto spec = ConditionSpec::fit(d.schema, d.cohort, "group", kLength);
+  ASSERT_TRUE(spec.has_lengths());
+  EXPECT_EQ(spec.max_length(), kLength);
+  const std::vector<int64_t> overall = {0, 20, 0, 23};
+  auto share_of_2 = [&](const char* group) {
+    auto rows = spec.draw(4000, spec.parse({std::string("group=") + group}));
+    auto lengths = spec.draw_lengths(rows, overall);
+    EXPECT_TRUE(((lengths == 2) | (lengths == 4)).all().item<bool>());
+    return (lengths == 2).to(torch::kDouble).mean().item<double>();
+  };
+  torch::manual_seed(4);
+  EXPECT_NEAR(share_of_2("a"), (20 + 5 * 20.0 / 43) / 25, 0.02);
+  EXPECT_NEAR(share_of_2("b"), (5 * 20.0 / 43) / 25, 0.02);
+  EXPECT_NEAR(share_of_2("c"), 20.0 / 43, 0.03);
+  const auto j = spec.to_json();
+  EXPECT_FALSE(j["combinations"][2].contains("length_counts"));  // c's 3 patients
+  // Mixed rows get each row's own group's lengths.
+  auto both = torch::tensor({0, 1, 0, 1}, torch::kLong).view({4, 1}).repeat({500, 1});
+  auto l2 = spec.draw_lengths(both, overall).view({500, 4});
+  EXPECT_GT((l2.select(1, 0) == 2).sum().item<int64_t>(), 400);
+  EXPECT_GT((l2.select(1, 1) == 4).sum().item<int64_t>(), 400);
+  // The JSON round trip keeps the table; a checkpoint without it has none.
+  auto rows = spec.draw(100, {});
+  auto back = ConditionSpec::from_json(j, d.schema);
+  torch::manual_seed(9);
+  auto a = spec.draw_lengths(rows, overall);
+  torch::manual_seed(9);
+  EXPECT_TRUE(torch::equal(back.draw_lengths(rows, overall), a));
+  auto old = j;
+  old.erase("max_length");
+  for (auto& c : old["combinations"]) c.erase("length_counts");
+  EXPECT_FALSE(ConditionSpec::from_json(old, d.schema).has_lengths());
+  EXPECT_THAT(
+      message_of([&] { ConditionSpec::from_json(old, d.schema).draw_lengths(rows, overall); }),
+      HasSubstr("holds no lengths per label combination"));
+  // Corrupt tables and bad calls are named.
+  auto bad = j;
+  bad["combinations"][0]["length_counts"][1] = 19;  // no longer sums to its count
+  EXPECT_THAT(message_of([&] { ConditionSpec::from_json(bad, d.schema); }),
+              HasSubstr("are not non-negative counts of its 20 patients over 4 lengths"));
+  bad = j;
+  bad.erase("max_length");
+  EXPECT_THAT(message_of([&] { ConditionSpec::from_json(bad, d.schema); }),
+              HasSubstr("length counts but no max_length"));
+  bad = j;
+  bad["combinations"][0]["count"] = -1;
+  EXPECT_THAT(message_of([&] { ConditionSpec::from_json(bad, d.schema); }),
+              HasSubstr("count -1 is out of range"));
+  EXPECT_NO_THROW(spec.check_lengths(overall));
+  EXPECT_THAT(message_of([&] {
+                spec.check_lengths({0, 20, 0, 19});
+              }),
+              HasSubstr("more patients of length 4 than the cohort has"));
+  EXPECT_THAT(message_of([&] {
+                spec.check_lengths({1, 2, 3});
+              }),
+              HasSubstr("cover 4 steps, not the working length 3"));
+  EXPECT_THAT(message_of([&] {
+                spec.draw_lengths(rows, {1, 2});
+              }),
+              HasSubstr("have 2 lengths, not 4"));
+  EXPECT_THAT(message_of([&] {
+                spec.draw_lengths(torch::full({1, 1}, 3, torch::kLong), overall);
+              }),
+              HasSubstr("not a label combination of the training cohort"));
+  EXPECT_THAT(message_of([&] { spec.draw_lengths(torch::zeros({}, torch::kLong), overall); }),
+              HasSubstr("rows must be [n, 1]"));
+}
+
+// Through train and sample: a requested subgroup comes out with its own lengths.
+TEST(Conditions, ConditionalSamplingDrawsTheSubgroupsLengths) {
+  TempDir dir;
+  std::string csv = "id,t,group,HR\n";
+  for (int p = 0; p < 40; ++p)
+    for (int t = 0; t < (p % 2 == 0 ? 2 : 4); ++t)
+      csv += std::to_string(p) + "," + std::to_string(t) + "," + (p % 2 == 0 ? "a" : "b") + "," +
+             std::to_string(60 + p + t) + "\n";
+  TrainConfig c = healthgym::testing::tiny_run_config(default_preset(), dir.write("len.csv", csv),
+                                                      "id", "t", dir.file("m.hg"));
+  train(c);
+  SampleConfig s;
+  s.model_path = c.out_path;
+  s.out_path = dir.file("syn.csv");
+  s.n = 40;
+  s.sampler = SamplerKind::kDdim;
+  s.sample_steps = 2;
+  s.guardrail = false;
+  s.conditions = {"group=b"};
+  sample_to_csv(s);
+  auto table = read_csv(s.out_path);
+  std::map<std::string, int> steps;
+  for (const auto& row : table.rows) ++steps[row[0]];
+  int four = 0;
+  for (const auto& kv : steps) four += kv.second == 4;
+  EXPECT_EQ(steps.size(), 40u);
+  EXPECT_GE(four, 30);  // 4 in (20 + 5/2) / 25 = 90% of draws
+}
+
 TEST(Conditions, ApplySetsTheLabelsAndReportsAgreement) {
   TempDir dir;
   auto d = load_small(dir);
-  auto spec = ConditionSpec::fit(d.schema, d.cohort, "sex");
+  auto spec = ConditionSpec::fit(d.schema, d.cohort, "sex", kLength);
   Cohort co = d.cohort;
   // Patients 1..4 are f, m, f, f; ask for f, f, f, m.
   auto rows = torch::tensor({0, 0, 0, 1}, torch::kLong).view({4, 1});
@@ -108,7 +222,7 @@ TEST(Conditions, ApplySetsTheLabelsAndReportsAgreement) {
 TEST(Conditions, ProjectionHoldsTheLabelsEncodedInsideTheLength) {
   TempDir dir;
   auto d = load_small(dir);
-  auto spec = ConditionSpec::fit(d.schema, d.cohort, "sex");
+  auto spec = ConditionSpec::fit(d.schema, d.cohort, "sex", kLength);
   Encoder e = Encoder::fit(d.schema, d.cohort, 4, 1e-3);
   EncodedCohort enc = e.encode(d.cohort);
   auto same = spec.projection(e.schema(), spec.indices(d.cohort), enc.lengths, e.channels(), 4,

@@ -2,10 +2,13 @@
 
 #include <functional>
 #include <limits>
+#include <map>
 #include <sstream>
 #include <string>
 
 #include "healthgym/checkpoint.hpp"
+#include "healthgym/conditions.hpp"
+#include "healthgym/csv.hpp"
 #include "healthgym/dataset.hpp"
 #include "healthgym/error.hpp"
 #include "healthgym/observation_model.hpp"
@@ -23,20 +26,22 @@ namespace {
 // 200 patients of 12 hourly steps. "temp" is charted hourly in a third of the
 // stays and every fourth hour (from a random phase) in the rest, as PhysioNet's
 // temperature; "lab" every sixth hour from hour 0; "age" static.
-std::string styled_csv(const TempDir& dir) {
-  std::string s = "id,hour,age,temp,lab\n";
+// With `ward`, a static label says which: "h" for the hourly stays, "q" for the others.
+std::string styled_csv(const TempDir& dir, bool ward = false) {
+  std::string s = ward ? "id,hour,age,ward,temp,lab\n" : "id,hour,age,temp,lab\n";
   for (int p = 0; p < 200; ++p) {
     const bool hourly = p % 3 == 0;
     const int phase = (p * 7) % 4;
     for (int t = 0; t < 12; ++t) {
       s += std::to_string(p) + "," + std::to_string(t) + "," + std::to_string(40 + p % 30) + ",";
+      if (ward) s += hourly ? "h," : "q,";
       if (hourly || t % 4 == phase) s += std::to_string(36 + (p + t) % 3) + ".5";
       s += ",";
       if (t % 6 == 0) s += std::to_string(1 + (p + t) % 9);
       s += "\n";
     }
   }
-  return dir.write("styled.csv", s);
+  return dir.write(ward ? "styled_ward.csv" : "styled.csv", s);
 }
 
 struct Fitted {
@@ -56,7 +61,7 @@ Fitted fit_styled(const TempDir& dir, int64_t epochs = 60) {
   ScheduleFitConfig c;
   c.max_epochs = epochs;
   c.seed = 5;
-  f.sequence = ScheduleModel::fit(f.encoder, f.enc, f.chains, c);
+  f.sequence = ScheduleModel::fit(f.encoder, f.enc, f.chains, {}, c);
   return f;
 }
 
@@ -116,7 +121,7 @@ TEST(ScheduleModel, StaysKeepTheirRhythm) {
     return m;
   };
   int64_t hourly = 0;
-  const auto d = f.sequence.sample(lengths, at::detail::createCPUGenerator(1));
+  const auto d = f.sequence.sample(lengths, {}, at::detail::createCPUGenerator(1));
   const int64_t mixed_sequence = mixed(d, &hourly);
   EXPECT_LT(mixed_sequence, 30) << "of 300";
   EXPECT_GT(hourly, 60);  // a third of the real stays
@@ -135,7 +140,7 @@ TEST(ScheduleModel, StaysKeepTheirRhythm) {
   // generator seed draws the same schedules.
   EXPECT_EQ(d.known.sum().item<float>(), 2.f);
   auto short_ones = torch::tensor({12, 5, 1, 16}, torch::kLong);
-  auto s = f.sequence.sample(short_ones, at::detail::createCPUGenerator(4));
+  auto s = f.sequence.sample(short_ones, {}, at::detail::createCPUGenerator(4));
   ASSERT_EQ(s.values.sizes().vec(), (std::vector<int64_t>{4, f.encoder.channels(), 16}));
   for (int64_t p = 0; p < 4; ++p) {
     const int64_t len = short_ones[p].item<int64_t>();
@@ -144,13 +149,50 @@ TEST(ScheduleModel, StaysKeepTheirRhythm) {
               static_cast<float>(len))
         << "every modelled cell is +-1";
   }
-  EXPECT_TRUE(torch::equal(f.sequence.sample(short_ones, at::detail::createCPUGenerator(4)).values,
-                           s.values));
+  EXPECT_TRUE(torch::equal(
+      f.sequence.sample(short_ones, {}, at::detail::createCPUGenerator(4)).values, s.values));
   EXPECT_THROW(f.sequence.sample(torch::tensor({17}, torch::kLong)), UsageError);
   EXPECT_THROW(f.sequence.sample(torch::tensor({0}, torch::kLong)), UsageError);
   // The held-out likelihood is the model's: finite and far below a coin's (0.69).
   EXPECT_LT(f.sequence.validation_nll(), 0.3);
   EXPECT_NEAR(f.sequence.nll(f.enc), f.sequence.validation_nll(), 0.1);
+}
+
+// Given each stay's label, the model gives a labelled subgroup its own rhythm
+// from the first hour: hourly temperature for "h", 4-hourly for "q".
+TEST(ScheduleModel, LabelsGiveEachSubgroupItsSchedules) {
+  TempDir dir;
+  auto data = load_data(styled_csv(dir, true), "id", "hour", "");
+  Encoder e = Encoder::fit(data.schema, data.cohort, 16, 1e-3);
+  const auto enc = e.encode(data.cohort);
+  auto chains = ObservationModel::fit(e, enc);
+  auto spec = ConditionSpec::fit(data.schema, data.cohort, "ward", 16);
+  ScheduleFitConfig c;
+  c.seed = 5;
+  const ScheduleLabels labels{spec.indices(data.cohort), spec.label_sizes()};
+  auto m = ScheduleModel::fit(e, enc, chains, labels, c);
+  EXPECT_EQ(m.label_sizes(), (std::vector<int64_t>{3}));  // h, q, missing
+  const Variable& temp =
+      e.schema().variables[static_cast<size_t>(data.schema.variable_index("temp"))];
+  auto lengths = torch::full({300}, 12, torch::kLong);
+  auto hourly_share = [&](int64_t label) {
+    const auto d = m.sample(lengths, torch::full({300, 1}, label, torch::kLong),
+                            at::detail::createCPUGenerator(1));
+    int64_t hourly = 0;
+    for (int64_t n : counts(d, temp.observed_channel)) hourly += n >= 11;
+    return static_cast<double>(hourly) / 300.0;
+  };
+  const int64_t h = spec.parse({"ward=h"}).begin()->second;
+  const int64_t q = spec.parse({"ward=q"}).begin()->second;
+  EXPECT_GT(hourly_share(h), 0.8);
+  EXPECT_LT(hourly_share(q), 0.1);
+  // The labels are required, one row per patient, within their sizes.
+  EXPECT_THROW(m.sample(lengths), UsageError);
+  EXPECT_THROW(m.sample(lengths, torch::full({300, 1}, 3, torch::kLong)), UsageError);
+  EXPECT_THROW(m.sample(lengths, torch::zeros({2, 1}, torch::kLong)), UsageError);
+  // The label inputs survive the JSON; the weights' shapes check them.
+  EXPECT_EQ(ScheduleNetConfig::from_json(m.to_json().at("net")).label_sizes,
+            (std::vector<int64_t>{3}));
 }
 
 // Fitting leaves the global generator as it found it (the seed preset's
@@ -165,8 +207,9 @@ TEST(ScheduleModel, FitIsDeterministicAndLeavesTheGlobalGenerator) {
   EXPECT_TRUE(torch::equal(torch::rand({4}), before));
   Fitted b = fit_styled(dir, 3);
   auto lengths = torch::full({20}, 12, torch::kLong);
-  EXPECT_TRUE(torch::equal(a.sequence.sample(lengths, at::detail::createCPUGenerator(2)).values,
-                           b.sequence.sample(lengths, at::detail::createCPUGenerator(2)).values));
+  EXPECT_TRUE(
+      torch::equal(a.sequence.sample(lengths, {}, at::detail::createCPUGenerator(2)).values,
+                   b.sequence.sample(lengths, {}, at::detail::createCPUGenerator(2)).values));
   EXPECT_EQ(a.sequence.epochs(), 3);
 }
 
@@ -182,9 +225,9 @@ TEST(ScheduleModel, GroupMembersAreDrawnInsideTheirGroup) {
   auto chains = ObservationModel::fit(e, enc);
   ScheduleFitConfig c;
   c.seed = 1;
-  auto m = ScheduleModel::fit(e, enc, chains, c);
+  auto m = ScheduleModel::fit(e, enc, chains, {}, c);
   ASSERT_EQ(m.units(), 3);
-  auto d = m.sample(torch::full({50}, 8, torch::kLong), at::detail::createCPUGenerator(1));
+  auto d = m.sample(torch::full({50}, 8, torch::kLong), {}, at::detail::createCPUGenerator(1));
   auto g = d.values.select(1, va.group_channel);
   auto own_b = d.values.select(1, vb.observed_channel);
   EXPECT_TRUE(
@@ -213,9 +256,9 @@ TEST(ScheduleModel, CheckpointRoundTripAndDefaultSampling) {
   EXPECT_EQ(ck.meta.at("train_config").at("schedule_epochs").get<int64_t>(), 4);
   auto ck2 = load_checkpoint(c.out_path);
   auto lengths = torch::full({10}, 12, torch::kLong);
-  EXPECT_TRUE(
-      torch::equal(ck.model.schedules.sample(lengths, at::detail::createCPUGenerator(3)).values,
-                   ck2.model.schedules.sample(lengths, at::detail::createCPUGenerator(3)).values));
+  EXPECT_TRUE(torch::equal(
+      ck.model.schedules.sample(lengths, {}, at::detail::createCPUGenerator(3)).values,
+      ck2.model.schedules.sample(lengths, {}, at::detail::createCPUGenerator(3)).values));
   // A resumed run keeps it as it was (it is not refitted).
   TrainConfig more;
   more.resume_path = c.out_path;
@@ -224,9 +267,9 @@ TEST(ScheduleModel, CheckpointRoundTripAndDefaultSampling) {
   EXPECT_EQ(train(more).schedule_epochs, 0);
   auto ck3 = load_checkpoint(more.out_path);
   ASSERT_FALSE(ck3.model.schedules.empty());
-  EXPECT_TRUE(
-      torch::equal(ck.model.schedules.sample(lengths, at::detail::createCPUGenerator(3)).values,
-                   ck3.model.schedules.sample(lengths, at::detail::createCPUGenerator(3)).values));
+  EXPECT_TRUE(torch::equal(
+      ck.model.schedules.sample(lengths, {}, at::detail::createCPUGenerator(3)).values,
+      ck3.model.schedules.sample(lengths, {}, at::detail::createCPUGenerator(3)).values));
 
   SampleConfig s;
   s.model_path = c.out_path;
@@ -262,6 +305,40 @@ TEST(ScheduleModel, CheckpointRoundTripAndDefaultSampling) {
   EXPECT_TRUE(load_checkpoint(c.out_path).model.schedules.empty());
 }
 
+// Through train and sample with a label: the checkpoint's schedule model takes
+// it, and `--condition ward=h` gets the hourly stays' temperatures.
+TEST(ScheduleModel, ConditionalSamplingGetsTheSubgroupsSchedules) {
+  TempDir dir;
+  TrainConfig c = healthgym::testing::tiny_run_config(default_preset(), styled_csv(dir, true), "id",
+                                                      "hour", dir.file("m.hg"));
+  train(c);
+  auto ck = load_checkpoint(c.out_path);
+  ASSERT_FALSE(ck.model.schedules.empty());
+  EXPECT_EQ(ck.model.schedules.label_sizes(), ck.model.conditions.label_sizes());
+  EXPECT_EQ(ck.model.conditions.names(), std::vector<std::string>{"ward"});
+  auto hourly_share = [&](const std::string& ward) {
+    SampleConfig s;
+    s.model_path = c.out_path;
+    s.out_path = dir.file("syn_" + ward + ".csv");
+    s.n = 40;
+    s.sampler = SamplerKind::kDdim;
+    s.sample_steps = 2;
+    s.guardrail = false;
+    s.conditions = {"ward=" + ward};
+    sample_to_csv(s);
+    auto table = read_csv(s.out_path);
+    const auto& h = table.header;
+    const auto temp = std::find(h.begin(), h.end(), "temp") - h.begin();
+    std::map<std::string, int> charted;
+    for (const auto& row : table.rows) charted[row[0]] += row[temp].empty() ? 0 : 1;
+    int hourly = 0;
+    for (const auto& kv : charted) hourly += kv.second >= 11;
+    return static_cast<double>(hourly) / static_cast<double>(charted.size());
+  };
+  EXPECT_GT(hourly_share("h"), 0.8);
+  EXPECT_LT(hourly_share("q"), 0.2);
+}
+
 TEST(ScheduleModel, CorruptMetadataAndBadSettingsAreNamed) {
   TempDir dir;
   Fitted f = fit_styled(dir, 1);
@@ -269,7 +346,8 @@ TEST(ScheduleModel, CorruptMetadataAndBadSettingsAreNamed) {
   // What ScheduleModel::load says of `meta` with the weights `save` writes.
   auto load_error = [&](const nlohmann::json& meta,
                         const std::function<void(torch::serialize::OutputArchive&)>& save,
-                        int64_t channels, int64_t len) -> std::string {
+                        int64_t channels, int64_t len,
+                        const std::vector<int64_t>& labels = {}) -> std::string {
     torch::serialize::OutputArchive out;
     save(out);
     std::ostringstream bytes;
@@ -278,7 +356,7 @@ TEST(ScheduleModel, CorruptMetadataAndBadSettingsAreNamed) {
     torch::serialize::InputArchive archive;
     archive.load_from(in);
     try {
-      ScheduleModel::load(meta, archive, channels, len);
+      ScheduleModel::load(meta, archive, channels, len, labels);
     } catch (const InputError& e) {
       return e.what();
     }
@@ -286,8 +364,8 @@ TEST(ScheduleModel, CorruptMetadataAndBadSettingsAreNamed) {
   };
   auto fitted = [&](torch::serialize::OutputArchive& out) { f.sequence.save(out); };
   auto expect_error = [&](const nlohmann::json& bad, int64_t channels, int64_t len,
-                          const char* what) {
-    const std::string message = load_error(bad, fitted, channels, len);
+                          const char* what, const std::vector<int64_t>& labels = {}) {
+    const std::string message = load_error(bad, fitted, channels, len, labels);
     EXPECT_NE(message.find(what), std::string::npos) << message;
   };
   expect_error(j, f.encoder.channels(), 32, "differs from the encoder's");
@@ -300,7 +378,20 @@ TEST(ScheduleModel, CorruptMetadataAndBadSettingsAreNamed) {
   expect_error(bad, f.encoder.channels(), 16, "must list 2 units");
   bad = j;
   bad["net"]["hidden"] = 8;  // the weights are 64 wide
-  expect_error(bad, f.encoder.channels(), 16, "does not match the model's 2 units and width 8");
+  expect_error(bad, f.encoder.channels(), 16,
+               "does not match the model's 2 units, width 8 and 0 label inputs");
+  // Label inputs: the conditioning variables' or none, checked before the
+  // network is built; the weights must have them.
+  bad = j;
+  bad["net"]["label_sizes"] = {3, 3};
+  expect_error(bad, f.encoder.channels(), 16, "label inputs are not the conditioning variables'");
+  bad["net"]["label_sizes"] = {3};
+  expect_error(bad, f.encoder.channels(), 16, "label inputs are not the conditioning variables'",
+               {2});
+  expect_error(bad, f.encoder.channels(), 16, "3 label inputs", {3});
+  bad["net"]["label_sizes"] = {0};
+  expect_error(bad, f.encoder.channels(), 16, "every label size must be in [1, 65536]", {0});
+  EXPECT_EQ(load_error(j, fitted, f.encoder.channels(), 16, {3}), "(no error)");  // as before them
   bad = j;
   bad.erase("net");
   expect_error(bad, f.encoder.channels(), 16, "checkpoint schedule model");

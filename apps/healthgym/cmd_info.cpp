@@ -59,7 +59,9 @@ Action register_info(CLI::App& app) {
     if (!c.model.conditions.empty()) {
       std::cout << "conditions      ";
       for (const auto& n : c.model.conditions.names()) std::cout << n << ' ';
-      std::cout << "(sample --condition COLUMN=VALUE)\n";
+      std::cout << "(sample --condition COLUMN=VALUE)"
+                << (c.model.conditions.has_lengths() ? "; lengths drawn per label combination" : "")
+                << "\n";
     }
     const bool sequence = !c.model.schedules.empty();
     const bool by_default =
@@ -80,7 +82,8 @@ Action register_info(CLI::App& app) {
       if (std::isfinite(c.model.schedules.validation_nll()))
         std::snprintf(nll, sizeof nll, ", held-out NLL %.4f per cell",
                       c.model.schedules.validation_nll());
-      std::cout << "schedule model  GRU over " << c.model.schedules.units() << " units, "
+      std::cout << "schedule model  GRU over " << c.model.schedules.units() << " units"
+                << (c.model.schedules.label_sizes().empty() ? "" : " given the labels") << ", "
                 << c.model.schedules.epochs() << " epochs" << nll
                 << (by_default ? "; sample draws schedules from it by default"
                                : "; sample --observations sequence draws from it")

@@ -25,14 +25,19 @@ class ConditionSpec {
 
   // names: "auto" (every static binary/categorical variable), "none", or a
   // comma-separated list. Throws UsageError for a name that is not a static
-  // one-hot variable of the schema.
-  static ConditionSpec fit(const Schema& schema, const Cohort& cohort, const std::string& names);
+  // one-hot variable of the schema. Counts the lengths (capped at
+  // working_length) of each label combination of kLengthMinPatients or more
+  // patients, for draw_lengths.
+  static ConditionSpec fit(const Schema& schema, const Cohort& cohort, const std::string& names,
+                           int64_t working_length);
 
   bool empty() const { return vars_.empty(); }
   size_t size() const { return vars_.size(); }
   const std::vector<std::string>& names() const { return names_; }
   // Embedding rows per variable: its labels, then "missing", then "dropped".
   std::vector<int64_t> embedding_sizes() const;
+  // Indices per variable that `indices` and `draw` give: its labels, then "missing".
+  std::vector<int64_t> label_sizes() const;
   // The "dropped" index of every variable, [k] int64: the unconditional input.
   torch::Tensor null_row() const;
 
@@ -48,6 +53,26 @@ class ConditionSpec {
   // training combinations that agree with them (weighted by their counts).
   // Throws UsageError when no training patient has the requested combination.
   torch::Tensor draw(int64_t n, const std::map<size_t, int64_t>& fixed) const;
+
+  // A length for each row of `draw`, from the training patients with that row's
+  // label combination (a dead patient's follow-up is shorter), shrunk toward
+  // `overall` (counts per length, as Encoder keeps them) by kLengthPrior
+  // pseudo-patients; a combination of fewer than kLengthMinPatients patients
+  // draws from `overall`: the checkpoint keeps no table of a few patients'
+  // lengths, and the draw does not replay them. Throws UsageError without the
+  // table (!has_lengths(), checkpoints before it): the caller draws from
+  // `overall` then.
+  static constexpr double kLengthPrior = 5.0;
+  static constexpr int64_t kLengthMinPatients = 10;
+  bool has_lengths() const { return max_length_ > 0; }
+  // The longest length the table counts (the encoder's working length); 0 without one.
+  int64_t max_length() const { return max_length_; }
+  torch::Tensor draw_lengths(const torch::Tensor& rows, const std::vector<int64_t>& overall) const;
+
+  // InputError unless the table fits the encoder's lengths: it counts up to
+  // the working length (overall.size()), and no length has more patients in
+  // the combinations than in `overall`, which is not empty.
+  void check_lengths(const std::vector<int64_t>& overall) const;
 
   // Share of training patients with the fixed labels.
   double share(const std::map<size_t, int64_t>& fixed) const;
@@ -78,6 +103,10 @@ class ConditionSpec {
   std::vector<std::vector<std::string>> labels_;
   std::vector<std::vector<int64_t>> combos_;  // distinct training rows
   std::vector<int64_t> counts_;               // patients per combination
+  // Per combination, its patients per length: [c][l - 1] for l in [1, max_length_];
+  // empty for a combination under kLengthMinPatients.
+  std::vector<std::vector<int64_t>> length_counts_;
+  int64_t max_length_ = 0;  // 0: no table
 };
 
 }  // namespace healthgym

@@ -97,6 +97,8 @@ class Encoder {
 
   // Lengths drawn from the training cohort's length distribution.
   torch::Tensor sample_lengths(int64_t n, torch::Generator generator = {}) const;
+  // Training patients per length: [l - 1] for l in [1, working_length()].
+  const std::vector<int64_t>& length_counts() const { return length_counts_; }
 
   const Schema& schema() const { return schema_; }
   int64_t working_length() const { return working_length_; }

@@ -25,15 +25,21 @@
 namespace healthgym {
 
 struct ScheduleNetConfig {
-  int64_t units = 0;      // observation units, in the order they are drawn
-  int64_t hidden = 64;    // GRU width
-  int64_t max_gap = 24;   // steps since the last observation are capped here
-  int64_t length = 0;     // the working length: positions are fractions of it
+  int64_t units = 0;     // observation units, in the order they are drawn
+  int64_t hidden = 64;   // GRU width
+  int64_t max_gap = 24;  // steps since the last observation are capped here
+  int64_t length = 0;    // the working length: positions are fractions of it
+  // Indices per static label variable (ConditionSpec::label_sizes): the
+  // patient's labels, one-hot, are inputs at every step, so that a cardiac
+  // surgery stay gets an arterial line's schedule. Empty: no label inputs (as
+  // in checkpoints before them).
+  std::vector<int64_t> label_sizes;
   void validate() const;  // UsageError naming the field
+  int64_t label_width() const;
   // Per step: the previous step's units, their gaps, whether each was ever
-  // observed, their observed shares so far, and two positions (from the
-  // start, to the end of the stay).
-  int64_t input_size() const { return 4 * units + 2; }
+  // observed, their observed shares so far, two positions (from the start, to
+  // the end of the stay), and the labels.
+  int64_t input_size() const { return 4 * units + 2 + label_width(); }
   nlohmann::json to_json() const;
   static ScheduleNetConfig from_json(const nlohmann::json& j);  // InputError
 };
@@ -41,13 +47,16 @@ struct ScheduleNetConfig {
 class ScheduleNetImpl : public torch::nn::Module {
  public:
   explicit ScheduleNetImpl(const ScheduleNetConfig& config);
-  // features [B, L, input_size] (schedule_features) -> the GRU's per-step
+  // features [B, L, input_size - label_width] (schedule_features) and labels
+  // [B, label variables] (undefined without label inputs) -> the GRU's per-step
   // logits [B, L, units] before the within-step term; `state` carries the
   // GRU state across calls (undefined starts from zeros).
-  torch::Tensor forward(const torch::Tensor& features, torch::Tensor* state = nullptr);
+  torch::Tensor forward(const torch::Tensor& features, const torch::Tensor& labels,
+                        torch::Tensor* state = nullptr);
   // Teacher-forced logits of y [B, L, units] (1 observed) with the
   // within-step term added.
-  torch::Tensor logits(const torch::Tensor& y, const torch::Tensor& lengths);
+  torch::Tensor logits(const torch::Tensor& y, const torch::Tensor& lengths,
+                       const torch::Tensor& labels);
   // [units, units], zero on and above the diagonal: unit j's effect on unit i > j.
   torch::Tensor within() const { return within_ * lower_; }
   const ScheduleNetConfig& config() const { return config_; }
@@ -90,14 +99,23 @@ struct ScheduleFitProgress {
   bool best = false;
 };
 
+// Each patient's static labels, as ConditionSpec gives them: rows [N, k] int64
+// with indices in [0, sizes[j]). Empty (k = 0): the schedules ignore labels.
+struct ScheduleLabels {
+  torch::Tensor rows;
+  std::vector<int64_t> sizes;
+};
+
 class ScheduleModel {
  public:
   ScheduleModel() = default;
   // Learns the schedules of `data` for the units of `observations` (their channels
-  // and gates: a group member is modelled only where its group is observed).
-  // Polls should_stop between batches: a stop keeps the best weights so far.
+  // and gates: a group member is modelled only where its group is observed),
+  // given each patient's labels. Polls should_stop between batches: a stop keeps
+  // the best weights so far.
   static ScheduleModel fit(const Encoder& encoder, const EncodedCohort& data,
-                           const ObservationModel& observations, const ScheduleFitConfig& config,
+                           const ObservationModel& observations, const ScheduleLabels& labels,
+                           const ScheduleFitConfig& config,
                            const std::function<void(const ScheduleFitProgress&)>& progress = {},
                            const std::function<bool()>& should_stop = {});
 
@@ -106,25 +124,35 @@ class ScheduleModel {
   const std::vector<int64_t>& channels() const { return channels_; }  // per unit
   int64_t epochs() const { return epochs_; }
   double validation_nll() const { return validation_nll_; }
-  // Mean negative log-likelihood per modelled cell of `data` (nats).
-  double nll(const EncodedCohort& data) const;
+  // The label inputs' sizes (empty: none).
+  const std::vector<int64_t>& label_sizes() const;
+  // Mean negative log-likelihood per modelled cell of `data` with its labels
+  // (rows [N, k], undefined without label inputs), in nats.
+  double nll(const EncodedCohort& data, const torch::Tensor& labels = {}) const;
 
   // Schedules for a batch, as ObservationModel::sample draws them (same
-  // channels, same encoding): lengths [B] (CPU), each in [1, length()].
-  ObservationModel::Draw sample(const torch::Tensor& lengths,
+  // channels, same encoding): lengths [B] (CPU), each in [1, length()], and
+  // each patient's labels [B, k] (undefined without label inputs). UsageError
+  // for lengths or labels out of range.
+  ObservationModel::Draw sample(const torch::Tensor& lengths, const torch::Tensor& labels = {},
                                 torch::Generator generator = {}) const;
 
   nlohmann::json to_json() const;  // everything but the weights
   void save(torch::serialize::OutputArchive& archive) const;
-  // InputError naming what is wrong (channels, gates, weight shapes).
+  // InputError naming what is wrong (channels, gates, label inputs other than
+  // `label_sizes` (the conditioning variables'; none is allowed, as before
+  // them), weight shapes).
   static ScheduleModel load(const nlohmann::json& j, torch::serialize::InputArchive& archive,
-                            int64_t channels, int64_t length);
+                            int64_t channels, int64_t length,
+                            const std::vector<int64_t>& label_sizes);
 
  private:
   // y [N, L, U] (1 observed) and the cells that count [N, L, U].
   std::pair<torch::Tensor, torch::Tensor> targets(const EncodedCohort& data) const;
-  double mean_nll(const torch::Tensor& y, const torch::Tensor& mask,
-                  const torch::Tensor& lengths) const;
+  double mean_nll(const torch::Tensor& y, const torch::Tensor& mask, const torch::Tensor& lengths,
+                  const torch::Tensor& labels) const;
+  // Labels [N, k] int64 on the CPU, checked against the label inputs' sizes.
+  torch::Tensor checked_labels(const torch::Tensor& labels, int64_t n) const;
 
   ScheduleNet net_{nullptr};
   std::vector<int64_t> channels_;  // design channel per unit

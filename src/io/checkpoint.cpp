@@ -207,6 +207,11 @@ DiffusionModel model_from_meta(const json& meta, const std::string& path) {
     ConditionSpec conditions;
     if (meta.contains("conditions"))
       conditions = ConditionSpec::from_json(meta.at("conditions"), encoder.schema());
+    try {
+      conditions.check_lengths(encoder.length_counts());
+    } catch (const InputError& e) {
+      throw InputError(path + ": checkpoint conditions: " + e.what());
+    }
     DiffusionModel model = DiffusionModel::create(encoder, unet, diffusion, conditions);
     if (model.unet_config.features != unet.features ||
         model.unet_config.cond_sizes != unet.cond_sizes)
@@ -314,9 +319,9 @@ CheckpointContents load_checkpoint(const std::string& path, const torch::Device&
       if (!archive.try_read("schedule_net", schedules))
         throw InputError(path + ": checkpoint names a schedule model but holds no weights for it");
       try {
-        out.model.schedules =
-            ScheduleModel::load(meta.at("schedule_model"), schedules, out.model.encoder.channels(),
-                                out.model.encoder.working_length());
+        out.model.schedules = ScheduleModel::load(
+            meta.at("schedule_model"), schedules, out.model.encoder.channels(),
+            out.model.encoder.working_length(), out.model.conditions.label_sizes());
       } catch (const InputError& e) {
         throw InputError(path + ": " + e.what());
       }
@@ -328,6 +333,8 @@ CheckpointContents load_checkpoint(const std::string& path, const torch::Device&
         throw InputError(path +
                          ": checkpoint schedule model: its channels are not the observation "
                          "model's units");
+      ScheduleModel::load(meta.at("schedule_model"), schedules, out.model.encoder.channels(),
+                          out.model.encoder.working_length(), out.model.conditions.label_sizes());
     }
     torch::Tensor rng;
     archive.read("rng", rng);

@@ -8,6 +8,7 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <numeric>
 #include <string>
 
 #include "healthgym/checkpoint.hpp"
@@ -64,10 +65,23 @@ void ScheduleNetConfig::validate() const {
   if (hidden < 1 || hidden > 4096) throw UsageError("schedule model: hidden must be in [1, 4096]");
   if (max_gap < 1) throw UsageError("schedule model: max_gap must be >= 1");
   if (length < 1) throw UsageError("schedule model: length must be >= 1");
+  for (int64_t n : label_sizes)
+    if (n < 1 || n > 65536)
+      throw UsageError("schedule model: every label size must be in [1, 65536]");
+  if (label_width() > 65536)
+    throw UsageError("schedule model: the label sizes must add up to at most 65536");
+}
+
+int64_t ScheduleNetConfig::label_width() const {
+  return std::accumulate(label_sizes.begin(), label_sizes.end(), int64_t{0});
 }
 
 json ScheduleNetConfig::to_json() const {
-  return {{"units", units}, {"hidden", hidden}, {"max_gap", max_gap}, {"length", length}};
+  return {{"units", units},
+          {"hidden", hidden},
+          {"max_gap", max_gap},
+          {"length", length},
+          {"label_sizes", label_sizes}};
 }
 
 ScheduleNetConfig ScheduleNetConfig::from_json(const json& j) {
@@ -77,6 +91,8 @@ ScheduleNetConfig ScheduleNetConfig::from_json(const json& j) {
     c.hidden = j.at("hidden").get<int64_t>();
     c.max_gap = j.at("max_gap").get<int64_t>();
     c.length = j.at("length").get<int64_t>();
+    // Absent in checkpoints before the label inputs.
+    if (j.contains("label_sizes")) c.label_sizes = j.at("label_sizes").get<std::vector<int64_t>>();
     c.validate();
   } catch (const json::exception& e) {
     throw InputError(std::string("schedule model config: ") + e.what());
@@ -97,7 +113,20 @@ ScheduleNetImpl::ScheduleNetImpl(const ScheduleNetConfig& config) : config_(conf
   lower_ = torch::ones({config_.units, config_.units}).tril(-1);
 }
 
-torch::Tensor ScheduleNetImpl::forward(const torch::Tensor& features, torch::Tensor* state) {
+torch::Tensor ScheduleNetImpl::forward(const torch::Tensor& features_in,
+                                       const torch::Tensor& labels, torch::Tensor* state) {
+  torch::Tensor features = features_in;
+  if (!config_.label_sizes.empty()) {
+    // The labels, one-hot, beside every step's features.
+    std::vector<torch::Tensor> parts;
+    for (size_t j = 0; j < config_.label_sizes.size(); ++j)
+      parts.push_back(
+          torch::one_hot(labels.select(1, static_cast<int64_t>(j)), config_.label_sizes[j])
+              .to(features.scalar_type()));
+    auto onehot = torch::cat(parts, 1).unsqueeze(1).expand(
+        {features.size(0), features.size(1), config_.label_width()});
+    features = torch::cat({features, onehot}, 2);
+  }
   torch::Tensor out;
   if (state != nullptr && state->defined()) {
     auto r = gru_->forward(features, *state);
@@ -111,9 +140,10 @@ torch::Tensor ScheduleNetImpl::forward(const torch::Tensor& features, torch::Ten
   return head_->forward(out);
 }
 
-torch::Tensor ScheduleNetImpl::logits(const torch::Tensor& y, const torch::Tensor& lengths) {
+torch::Tensor ScheduleNetImpl::logits(const torch::Tensor& y, const torch::Tensor& lengths,
+                                      const torch::Tensor& labels) {
   auto features = schedule_features(y, lengths, config_.length, config_.max_gap);
-  return forward(features) + torch::matmul(y, within().t());
+  return forward(features, labels) + torch::matmul(y, within().t());
 }
 
 torch::Tensor schedule_features(const torch::Tensor& y_in, const torch::Tensor& lengths_in,
@@ -175,8 +205,33 @@ std::pair<torch::Tensor, torch::Tensor> ScheduleModel::targets(const EncodedCoho
   return {y, mask};
 }
 
+const std::vector<int64_t>& ScheduleModel::label_sizes() const {
+  static const std::vector<int64_t> kNone;
+  return empty() ? kNone : net_->config().label_sizes;
+}
+
+torch::Tensor ScheduleModel::checked_labels(const torch::Tensor& labels_in, int64_t n) const {
+  const auto& sizes = label_sizes();
+  if (sizes.empty()) return {};  // a model without label inputs ignores them
+  const auto k = static_cast<int64_t>(sizes.size());
+  if (!labels_in.defined() || labels_in.dim() != 2 || labels_in.size(0) != n ||
+      labels_in.size(1) != k)
+    throw UsageError("schedule model: labels must be [" + std::to_string(n) + ", " +
+                     std::to_string(k) + "], one row per patient");
+  auto labels = labels_in.to(torch::kCPU, torch::kLong).contiguous();
+  for (int64_t j = 0; j < k; ++j) {
+    auto col = labels.select(1, j);
+    if (n > 0 && (col.min().item<int64_t>() < 0 ||
+                  col.max().item<int64_t>() >= sizes[static_cast<size_t>(j)]))
+      throw UsageError("schedule model: label variable " + std::to_string(j) +
+                       " has an index outside [0, " +
+                       std::to_string(sizes[static_cast<size_t>(j)]) + ")");
+  }
+  return labels;
+}
+
 double ScheduleModel::mean_nll(const torch::Tensor& y, const torch::Tensor& mask,
-                               const torch::Tensor& lengths) const {
+                               const torch::Tensor& lengths, const torch::Tensor& labels) const {
   torch::NoGradGuard no_grad;
   ScheduleNet net = net_;  // shares the weights; forward is not const
   double total = 0, cells = 0;
@@ -184,7 +239,8 @@ double ScheduleModel::mean_nll(const torch::Tensor& y, const torch::Tensor& mask
   for (int64_t s = 0; s < n; s += batch) {
     const int64_t e = std::min(n, s + batch);
     auto yb = y.slice(0, s, e), mb = mask.slice(0, s, e);
-    auto logits = net->logits(yb, lengths.slice(0, s, e));
+    auto logits =
+        net->logits(yb, lengths.slice(0, s, e), labels.defined() ? labels.slice(0, s, e) : labels);
     total += torch::binary_cross_entropy_with_logits(logits, yb, mb, {}, at::Reduction::Sum)
                  .item<double>();
     cells += mb.sum().item<double>();
@@ -192,15 +248,16 @@ double ScheduleModel::mean_nll(const torch::Tensor& y, const torch::Tensor& mask
   return cells > 0 ? total / cells : 0.0;
 }
 
-double ScheduleModel::nll(const EncodedCohort& data) const {
+double ScheduleModel::nll(const EncodedCohort& data, const torch::Tensor& labels) const {
   if (empty()) throw UsageError("schedule model: empty");
   auto [y, mask] = targets(data);
-  return mean_nll(y, mask, data.lengths.to(torch::kCPU, torch::kLong));
+  return mean_nll(y, mask, data.lengths.to(torch::kCPU, torch::kLong),
+                  checked_labels(labels, y.size(0)));
 }
 
 ScheduleModel ScheduleModel::fit(const Encoder& encoder, const EncodedCohort& data,
                                  const ObservationModel& observations,
-                                 const ScheduleFitConfig& config,
+                                 const ScheduleLabels& labels_in, const ScheduleFitConfig& config,
                                  const std::function<void(const ScheduleFitProgress&)>& progress,
                                  const std::function<bool()>& should_stop) {
   config.validate();
@@ -231,11 +288,16 @@ ScheduleModel ScheduleModel::fit(const Encoder& encoder, const EncodedCohort& da
   nc.hidden = config.hidden;
   nc.max_gap = observations.max_gap();  // the chains' cap: gaps beyond a day look alike
   nc.length = m.length_;
+  nc.label_sizes = labels_in.sizes;
   m.net_ = ScheduleNet(nc);
 
   auto [y, mask] = m.targets(data);
   auto lengths = data.lengths.to(torch::kCPU, torch::kLong).contiguous();
   const int64_t n = y.size(0);
+  const torch::Tensor labels = m.checked_labels(labels_in.rows, n);
+  auto rows_of = [&](const torch::Tensor& idx) {
+    return labels.defined() ? labels.index_select(0, idx) : labels;
+  };
   auto order = torch::randperm(n, gen, torch::kLong);
   // Too few patients to spare any: train the whole budget on all of them.
   const int64_t n_val =
@@ -244,11 +306,12 @@ ScheduleModel ScheduleModel::fit(const Encoder& encoder, const EncodedCohort& da
           : 0;
   auto val_idx = order.slice(0, 0, n_val), train_idx = order.slice(0, n_val, n);
   const int64_t n_train = train_idx.size(0);
-  torch::Tensor val_y, val_mask, val_len;
+  torch::Tensor val_y, val_mask, val_len, val_labels;
   if (n_val > 0) {
     val_y = y.index_select(0, val_idx);
     val_mask = mask.index_select(0, val_idx);
     val_len = lengths.index_select(0, val_idx);
+    val_labels = rows_of(val_idx);
   }
   torch::optim::Adam opt(m.net_->parameters(), torch::optim::AdamOptions(config.lr));
   const auto started = std::chrono::steady_clock::now();
@@ -276,8 +339,8 @@ ScheduleModel ScheduleModel::fit(const Encoder& encoder, const EncodedCohort& da
       auto mb = mask.index_select(0, idx).slice(1, 0, steps);
       const double count = mb.sum().item<double>();
       if (count <= 0) continue;
-      auto loss = torch::binary_cross_entropy_with_logits(m.net_->logits(yb, lb), yb, mb, {},
-                                                          at::Reduction::Sum) /
+      auto loss = torch::binary_cross_entropy_with_logits(m.net_->logits(yb, lb, rows_of(idx)), yb,
+                                                          mb, {}, at::Reduction::Sum) /
                   count;
       if (!std::isfinite(loss.item<double>()))
         throw RuntimeError("schedule model: the loss became " +
@@ -296,8 +359,8 @@ ScheduleModel ScheduleModel::fit(const Encoder& encoder, const EncodedCohort& da
     pr.epoch = epoch;
     pr.max_epochs = config.max_epochs;
     pr.train_nll = cells > 0 ? total / cells : 0.0;
-    pr.validation_nll =
-        n_val > 0 ? m.mean_nll(val_y, val_mask, val_len) : std::numeric_limits<double>::quiet_NaN();
+    pr.validation_nll = n_val > 0 ? m.mean_nll(val_y, val_mask, val_len, val_labels)
+                                  : std::numeric_limits<double>::quiet_NaN();
     const double score = n_val > 0 ? pr.validation_nll : pr.train_nll;
     m.epochs_ = epoch;
     if (score < best) {
@@ -339,6 +402,7 @@ ScheduleModel ScheduleModel::fit(const Encoder& encoder, const EncodedCohort& da
 }
 
 ObservationModel::Draw ScheduleModel::sample(const torch::Tensor& lengths_in,
+                                             const torch::Tensor& labels_in,
                                              torch::Generator generator) const {
   auto lengths = lengths_in.to(torch::kCPU, torch::kLong).contiguous();
   const int64_t b = lengths.size(0), len = length_, c = design_channels_, units = this->units();
@@ -351,13 +415,15 @@ ObservationModel::Draw ScheduleModel::sample(const torch::Tensor& lengths_in,
     if (lp[p] < 1 || lp[p] > len)
       throw UsageError("schedule model: length " + std::to_string(lp[p]) + " outside [1, " +
                        std::to_string(len) + "]");
+  const torch::Tensor labels = checked_labels(labels_in, b);
   torch::NoGradGuard no_grad;
   const int64_t steps = lengths.max().item<int64_t>();
   auto uniform = torch::rand({b, steps, units}, generator, torch::kDouble).contiguous();
   const double* up = uniform.data_ptr<double>();
   auto within = net_->within().to(torch::kDouble).contiguous();
   const double* wp = within.data_ptr<double>();
-  const int64_t width = net_->config().input_size(), max_gap = net_->config().max_gap;
+  const int64_t width = net_->config().input_size() - net_->config().label_width();
+  const int64_t max_gap = net_->config().max_gap;
   auto y = torch::zeros({b, steps, units});
   float* yp = y.data_ptr<float>();
   std::vector<int64_t> last(static_cast<size_t>(b * units), -1), count(last.size(), 0);
@@ -371,7 +437,7 @@ ObservationModel::Draw ScheduleModel::sample(const torch::Tensor& lengths_in,
       next_row(rp + p * width, prev, last.data() + p * units, count.data() + p * units, t, lp[p],
                net_->config().length, units, max_gap);
     }
-    auto base = net->forward(row, &state).to(torch::kDouble).contiguous();  // [B, 1, U]
+    auto base = net->forward(row, labels, &state).to(torch::kDouble).contiguous();  // [B, 1, U]
     const double* bp = base.data_ptr<double>();
     for (int64_t p = 0; p < b; ++p) {
       if (t >= lp[p]) continue;
@@ -415,7 +481,8 @@ void ScheduleModel::save(torch::serialize::OutputArchive& archive) const {
 }
 
 ScheduleModel ScheduleModel::load(const json& j, torch::serialize::InputArchive& archive,
-                                  int64_t channels, int64_t length) {
+                                  int64_t channels, int64_t length,
+                                  const std::vector<int64_t>& label_sizes) {
   auto bad = [](const std::string& what) {
     return InputError("checkpoint schedule model: " + what);
   };
@@ -429,6 +496,9 @@ ScheduleModel ScheduleModel::load(const json& j, torch::serialize::InputArchive&
     m.epochs_ = j.at("epochs").get<int64_t>();
     m.validation_nll_ = j.at("validation_nll").is_null() ? std::numeric_limits<double>::quiet_NaN()
                                                          : j.at("validation_nll").get<double>();
+    // Before the network is built: its size follows from them.
+    if (!config.label_sizes.empty() && config.label_sizes != label_sizes)
+      throw bad("its label inputs are not the conditioning variables'");
     if (m.length_ != length)
       throw bad("length " + std::to_string(m.length_) + " differs from the encoder's " +
                 std::to_string(length));
@@ -446,7 +516,6 @@ ScheduleModel ScheduleModel::load(const json& j, torch::serialize::InputArchive&
         throw bad("unit " + std::to_string(u) + ": its group is not a unit drawn before it");
     }
     m.net_ = ScheduleNet(config);
-    // LibTorch's load takes the archive's shapes as they are: check them.
     // LibTorch's load takes the archive's tensors as they are (shape, and
     // storage read as float): check them.
     std::vector<std::vector<int64_t>> shapes;
@@ -457,8 +526,8 @@ ScheduleModel ScheduleModel::load(const json& j, torch::serialize::InputArchive&
       const torch::Tensor& w = p.value();
       if (w.sizes().vec() != shapes[i++])
         throw bad("weight " + p.key() + " does not match the model's " +
-                  std::to_string(config.units) + " units and width " +
-                  std::to_string(config.hidden));
+                  std::to_string(config.units) + " units, width " + std::to_string(config.hidden) +
+                  " and " + std::to_string(config.label_width()) + " label inputs");
       if (w.scalar_type() != torch::kFloat ||
           static_cast<int64_t>(w.storage().nbytes()) !=
               (w.storage_offset() + w.numel()) * static_cast<int64_t>(sizeof(float)) ||

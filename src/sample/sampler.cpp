@@ -207,8 +207,17 @@ Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleRes
     if (passed > 0 && passed < pr.attempted)
       want = static_cast<int64_t>(std::ceil(want * 1.1 * pr.attempted / passed));
     const int64_t b = std::min({cfg.batch, want, max_attempts - pr.attempted});
-    auto lengths = model.encoder.sample_lengths(b);
-    auto cond = spec.empty() ? torch::Tensor() : spec.draw(b, fixed);
+    // Labels first: a subgroup's lengths and schedules follow from them.
+    // Checkpoints without lengths per label combination draw in the order they
+    // did, so a seed gives them the same cohort as before.
+    torch::Tensor cond, lengths;
+    if (spec.has_lengths()) {
+      cond = spec.draw(b, fixed);
+      lengths = spec.draw_lengths(cond, model.encoder.length_counts());
+    } else {
+      lengths = model.encoder.sample_lengths(b);
+      if (!spec.empty()) cond = spec.draw(b, fixed);
+    }
     auto denoise = prepared ? prepared_denoiser(net, compute_dtype, cond, null_row, cfg.guidance)
                             : guided_denoiser(net, cond, null_row, cfg.guidance);
     std::function<torch::Tensor(const torch::Tensor&)> fill, place;
@@ -216,7 +225,7 @@ Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleRes
     if (source == ObservationSource::kChains)
       place = ObservationModel::projection(model.observations.sample(lengths), device);
     else if (source == ObservationSource::kSequence)
-      place = ObservationModel::projection(model.schedules.sample(lengths), device);
+      place = ObservationModel::projection(model.schedules.sample(lengths, cond), device);
     if (cfg.static_chain.value_or(false)) {
       auto hold = model.encoder.static_projection(lengths, device);
       if (cond.defined()) {

@@ -193,7 +193,7 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
     unet.levels = cfg.levels;
     unet.groups = cfg.groups;
     unet.dropout = cfg.dropout;
-    auto conditions = ConditionSpec::fit(loaded.schema, loaded.cohort, cfg.condition_on);
+    auto conditions = ConditionSpec::fit(loaded.schema, loaded.cohort, cfg.condition_on, len);
     model = DiffusionModel::create(encoder, unet, cfg.diffusion, conditions);
     model.training_fingerprints = record_fingerprints(loaded.cohort, loaded.schema);
     model.repeats = ValueRepeats::fit(loaded.cohort, model.encoder.schema());
@@ -209,7 +209,11 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
       sc.max_epochs = cfg.schedule_epochs;
       sc.seed = cfg.seed;
       if (cfg.time_limit_s > 0) sc.time_limit_s = 0.4 * cfg.time_limit_s;
-      model.schedules = ScheduleModel::fit(model.encoder, whole, model.observations, sc,
+      // Given the labels the chain will be given, so a subgroup gets its own schedules.
+      ScheduleLabels labels;
+      if (!conditions.empty())
+        labels = {conditions.indices(loaded.cohort), conditions.label_sizes()};
+      model.schedules = ScheduleModel::fit(model.encoder, whole, model.observations, labels, sc,
                                            cb.on_schedule_progress, cb.should_stop);
       schedule_s = seconds_since(t0);
       schedule_epochs = model.schedules.epochs();

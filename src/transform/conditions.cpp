@@ -1,6 +1,7 @@
 #include "healthgym/conditions.hpp"
 
 #include <algorithm>
+#include <numeric>
 #include <sstream>
 
 #include "healthgym/error.hpp"
@@ -34,7 +35,8 @@ std::string join(const std::vector<std::string>& v) {
 }  // namespace
 
 ConditionSpec ConditionSpec::fit(const Schema& schema, const Cohort& cohort,
-                                 const std::string& names) {
+                                 const std::string& names, int64_t working_length) {
+  if (working_length < 1) throw UsageError("conditions: working length must be >= 1");
   ConditionSpec spec;
   std::vector<std::string> wanted;
   if (names == "auto") {
@@ -60,23 +62,35 @@ ConditionSpec ConditionSpec::fit(const Schema& schema, const Cohort& cohort,
   }
   if (spec.empty()) return spec;
   auto rows = spec.indices(cohort);
-  std::map<std::vector<int64_t>, int64_t> counts;
+  std::map<std::vector<int64_t>, std::vector<int64_t>> lengths;  // combination -> per length
   auto acc = rows.accessor<int64_t, 2>();
   for (int64_t p = 0; p < rows.size(0); ++p) {
     std::vector<int64_t> r(spec.size());
     for (size_t k = 0; k < spec.size(); ++k) r[k] = acc[p][static_cast<int64_t>(k)];
-    ++counts[r];
+    auto& per_length = lengths[r];
+    per_length.resize(static_cast<size_t>(working_length), 0);
+    const int64_t l = std::clamp<int64_t>(cohort.length[p], 1, working_length);
+    ++per_length[static_cast<size_t>(l - 1)];
   }
-  for (const auto& kv : counts) {
+  for (const auto& kv : lengths) {
+    const int64_t count = std::accumulate(kv.second.begin(), kv.second.end(), int64_t{0});
     spec.combos_.push_back(kv.first);
-    spec.counts_.push_back(kv.second);
+    spec.counts_.push_back(count);
+    spec.length_counts_.push_back(count >= kLengthMinPatients ? kv.second : std::vector<int64_t>());
   }
+  spec.max_length_ = working_length;
   return spec;
 }
 
 std::vector<int64_t> ConditionSpec::embedding_sizes() const {
   std::vector<int64_t> s;
   for (int64_t c : cards_) s.push_back(c + 2);
+  return s;
+}
+
+std::vector<int64_t> ConditionSpec::label_sizes() const {
+  std::vector<int64_t> s;
+  for (int64_t c : cards_) s.push_back(c + 1);
   return s;
 }
 
@@ -181,6 +195,69 @@ torch::Tensor ConditionSpec::draw(int64_t n, const std::map<size_t, int64_t>& fi
   return out;
 }
 
+torch::Tensor ConditionSpec::draw_lengths(const torch::Tensor& rows_in,
+                                          const std::vector<int64_t>& overall) const {
+  auto rows = rows_in.to(torch::kCPU, torch::kLong).contiguous();
+  if (!has_lengths())
+    throw UsageError("conditions: this checkpoint holds no lengths per label combination");
+  const int64_t k = static_cast<int64_t>(size());
+  if (rows.dim() != 2 || rows.size(1) != k)
+    throw UsageError("conditions: rows must be [n, " + std::to_string(k) + "]");
+  const int64_t n = rows.size(0);
+  if (static_cast<int64_t>(overall.size()) != max_length_)
+    throw UsageError("conditions: the overall length counts have " +
+                     std::to_string(overall.size()) + " lengths, not " +
+                     std::to_string(max_length_));
+  const double total = std::accumulate(overall.begin(), overall.end(), 0.0);
+  if (!(total > 0)) throw UsageError("conditions: the overall length counts are empty");
+  std::map<std::vector<int64_t>, std::vector<int64_t>> members;  // combination -> rows
+  auto acc = rows.accessor<int64_t, 2>();
+  for (int64_t i = 0; i < n; ++i) {
+    std::vector<int64_t> r(static_cast<size_t>(k));
+    for (int64_t j = 0; j < k; ++j) r[static_cast<size_t>(j)] = acc[i][j];
+    members[r].push_back(i);
+  }
+  auto out = torch::empty({n}, torch::kLong);
+  auto op = out.accessor<int64_t, 1>();
+  for (const auto& [combo, who] : members) {
+    const auto it = std::find(combos_.begin(), combos_.end(), combo);
+    if (it == combos_.end())
+      throw UsageError("conditions: a row is not a label combination of the training cohort");
+    // One draw per row either way, so the generator moves on the same.
+    const auto& own = length_counts_[static_cast<size_t>(it - combos_.begin())];
+    std::vector<double> w(overall.size());
+    for (size_t l = 0; l < w.size(); ++l)
+      w[l] = own.empty() ? static_cast<double>(overall[l])
+                         : static_cast<double>(own[l]) +
+                               kLengthPrior * static_cast<double>(overall[l]) / total;
+    auto pick = torch::multinomial(torch::tensor(w, torch::kDouble),
+                                   static_cast<int64_t>(who.size()), /*replacement=*/true);
+    auto pk = pick.accessor<int64_t, 1>();
+    for (size_t i = 0; i < who.size(); ++i) op[who[i]] = pk[static_cast<int64_t>(i)] + 1;
+  }
+  return out;
+}
+
+void ConditionSpec::check_lengths(const std::vector<int64_t>& overall) const {
+  if (!has_lengths()) return;
+  if (static_cast<int64_t>(overall.size()) != max_length_)
+    throw InputError("the lengths per label combination cover " + std::to_string(max_length_) +
+                     " steps, not the working length " + std::to_string(overall.size()));
+  bool any = false;
+  for (size_t l = 0; l < overall.size(); ++l) {
+    if (overall[l] < 0) throw InputError("the cohort's length counts are negative");
+    any = any || overall[l] > 0;
+    int64_t sum = 0;
+    for (const auto& own : length_counts_) {
+      sum += own.empty() ? 0 : own[l];  // each term <= 2^40, checked before it grows past
+      if (sum > overall[l])
+        throw InputError("the lengths per label combination count more patients of length " +
+                         std::to_string(l + 1) + " than the cohort has");
+    }
+  }
+  if (!any) throw InputError("the cohort's length counts are empty");
+}
+
 double ConditionSpec::apply(Cohort& co, const torch::Tensor& rows) const {
   if (empty() || co.n_patients() == 0) return 1.0;
   auto got = indices(co);
@@ -242,9 +319,14 @@ std::function<torch::Tensor(const torch::Tensor&)> ConditionSpec::projection(
 
 json ConditionSpec::to_json() const {
   json combos = json::array();
-  for (size_t c = 0; c < combos_.size(); ++c)
-    combos.push_back({{"labels", combos_[c]}, {"count", counts_[c]}});
-  return {{"variables", names_}, {"combinations", combos}};
+  for (size_t c = 0; c < combos_.size(); ++c) {
+    json combo = {{"labels", combos_[c]}, {"count", counts_[c]}};
+    if (!length_counts_[c].empty()) combo["length_counts"] = length_counts_[c];
+    combos.push_back(combo);
+  }
+  json j = {{"variables", names_}, {"combinations", combos}};
+  if (has_lengths()) j["max_length"] = max_length_;
+  return j;
 }
 
 ConditionSpec ConditionSpec::from_json(const json& j, const Schema& schema) {
@@ -261,6 +343,12 @@ ConditionSpec ConditionSpec::from_json(const json& j, const Schema& schema) {
       spec.cards_.push_back(static_cast<int64_t>(v.labels.size()));
       spec.labels_.push_back(v.labels);
     }
+    if (j.contains("max_length")) {
+      spec.max_length_ = j.at("max_length").get<int64_t>();
+      if (spec.max_length_ < 1 || spec.max_length_ > (int64_t{1} << 20))
+        throw InputError("conditioning max_length " + std::to_string(spec.max_length_) +
+                         " is out of range");
+    }
     for (const auto& c : j.at("combinations")) {
       auto labels = c.at("labels").get<std::vector<int64_t>>();
       if (labels.size() != spec.size())
@@ -268,8 +356,30 @@ ConditionSpec ConditionSpec::from_json(const json& j, const Schema& schema) {
       for (size_t k = 0; k < labels.size(); ++k)
         if (labels[k] < 0 || labels[k] > spec.cards_[k])
           throw InputError("a conditioning combination has a label out of range");
+      const auto count = c.at("count").get<int64_t>();
+      if (count < 1 || count > (int64_t{1} << 40))
+        throw InputError("a conditioning combination's count " + std::to_string(count) +
+                         " is out of range");
       spec.combos_.push_back(labels);
-      spec.counts_.push_back(c.at("count").get<int64_t>());
+      spec.counts_.push_back(count);
+      spec.length_counts_.emplace_back();
+      // Checkpoints before the table have none: lengths are then drawn overall.
+      if (!c.contains("length_counts")) continue;
+      if (spec.max_length_ < 1)
+        throw InputError("a conditioning combination has length counts but no max_length");
+      auto per_length = c.at("length_counts").get<std::vector<int64_t>>();
+      int64_t sum = 0;
+      bool ok = static_cast<int64_t>(per_length.size()) == spec.max_length_;
+      for (int64_t v : per_length) {
+        ok = ok && v >= 0 && v <= count;
+        if (ok) sum += v;  // each term <= count: no overflow
+      }
+      if (!ok || sum != count)
+        throw InputError(
+            "a conditioning combination's length counts are not non-negative counts of its " +
+            std::to_string(count) + " patients over " + std::to_string(spec.max_length_) +
+            " lengths");
+      spec.length_counts_.back() = std::move(per_length);
     }
   } catch (const json::exception& e) {
     throw InputError(std::string("conditioning section is malformed: ") + e.what());
