@@ -47,12 +47,13 @@ def fmt(v):
 
 
 def cell(summary, path):
-    """A summary value; the membership AUC with its 95% interval."""
+    """A summary value; the privacy shares and AUC with their 95% intervals."""
     if path == ("mia_p_value",):
         p = get(summary, path)
         return "–" if p is None else ("< 0.001" if p < 0.001 else f"{p:.3f}")
     text = fmt(get(summary, path))
-    ci = get(summary, ("mia_auc_ci95",)) if path == ("mia_auc",) else None
+    ci = {("mia_auc",): "mia_auc_ci95", ("dcr_share_train",): "dcr_share_train_ci95"}.get(path)
+    ci = get(summary, (ci,)) if ci else None
     return text + (f" ± {ci:.3f}" if ci is not None else "")
 
 
@@ -113,7 +114,7 @@ print("Columns (all from `report.json`'s summary): disc. = discriminative score 
       "from the first half of a stay, trained on synthetic, tested on held-out real "
       "(higher is better); DCR share = share of synthetic patients closer to a training "
       "patient than to a held-out one, the larger set taken as subsets of the smaller's "
-      "size (the expectation over all of them; 0.5 ideal); MIA AUC = membership inference "
+      "size (the expectation over all of them; 0.5 ideal), ± its 95% interval over the synthetic patients; MIA AUC = membership inference "
       "over every training and held-out patient, each scored by its distance to the "
       "nearest synthetic one (0.5 ideal), ± its 95% interval (DeLong); MIA p = the "
       "one-sided Mann–Whitney p-value of training patients sitting no nearer the synthetic "

@@ -121,7 +121,13 @@ TEST(Privacy, CohortAgainstItselfIsAllCopies) {
   EXPECT_GT(r["dcr"]["holdout_median"].get<double>(), 0.0);
   EXPECT_GT(r["dcr"]["share_closer_to_train"].get<double>(), 0.95);
   EXPECT_FALSE(r["dcr"].contains("note"));  // same sizes: no subsampling
+  // Each synthetic patient counts 0 or 1 here: the interval is the binomial one.
+  const double share = r["dcr"]["share_closer_to_train"].get<double>();
+  EXPECT_NEAR(r["dcr"]["share_closer_to_train_ci95"].get<double>(),
+              1.96 * std::sqrt(share * (1 - share) / 119), 1e-12);
   EXPECT_GT(r["mia_auc"].get<double>(), 0.95);
+  EXPECT_NEAR(r["mia_auc_ci95"].get<double>(), 1.96 * r["mia_auc_se"].get<double>(), 1e-12);
+  EXPECT_LT(r["mia_p_value"].get<double>(), 1e-6);  // copies: overwhelming evidence
   EXPECT_TRUE(notes.empty());
 }
 
@@ -147,6 +153,8 @@ TEST(Privacy, WithoutHoldoutFieldsAreNullWithANote) {
   EXPECT_TRUE(r["dcr"]["share_closer_to_train"].is_null());
   EXPECT_TRUE(r["dcr"]["holdout_median"].is_null());
   EXPECT_TRUE(r["mia_auc"].is_null());
+  EXPECT_TRUE(r["mia_auc_ci95"].is_null() && r["mia_p_value"].is_null());
+  EXPECT_TRUE(r["dcr"]["share_closer_to_train_ci95"].is_null());
   ASSERT_EQ(notes.size(), 1u);
   EXPECT_NE(notes[0].get<std::string>().find("holdout"), std::string::npos);
 }
@@ -179,6 +187,7 @@ TEST(Privacy, LargerHoldoutIsTheSubsetSide) {
   ASSERT_TRUE(r["dcr"].contains("note"));
   EXPECT_NE(r["dcr"]["note"].get<std::string>().find("subset of 40 holdout"), std::string::npos);
   EXPECT_DOUBLE_EQ(r["dcr"]["share_closer_to_train"].get<double>(), 1.0);
+  EXPECT_EQ(r["dcr"]["share_closer_to_train_ci95"].get<double>(), 0.0);
   EXPECT_GT(r["mia_auc"].get<double>(), 0.95);
 }
 

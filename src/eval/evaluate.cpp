@@ -184,6 +184,8 @@ json evaluate(const EvaluateConfig& cfg, const EvaluateCallback& progress) {
   }
   summary["exact_copies"] = privacy.at("exact_copies");
   summary["dcr_share_train"] = finite_or_null(number(privacy.at("dcr"), "share_closer_to_train"));
+  summary["dcr_share_train_ci95"] =
+      finite_or_null(number(privacy.at("dcr"), "share_closer_to_train_ci95"));
   summary["mia_auc"] = finite_or_null(number(privacy, "mia_auc"));
   summary["mia_auc_ci95"] = finite_or_null(number(privacy, "mia_auc_ci95"));
   summary["mia_p_value"] = finite_or_null(number(privacy, "mia_p_value"));

@@ -524,8 +524,10 @@ void summary_section(Page& page, const json& report) {
   }
   row("exact_copies", "Exact copies of training patients", "0",
       "Synthetic patients whose whole record equals a training patient's.");
-  rows.push_back({"Share closer to training than holdout", fmt_pct(get(s, "dcr_share_train")),
-                  "&le; 50%",
+  std::string dcr_share = fmt_pct(get(s, "dcr_share_train"));
+  if (num(get(s, "dcr_share_train_ci95")))
+    dcr_share += " &plusmn; " + fmt_pct(get(s, "dcr_share_train_ci95"));
+  rows.push_back({"Share closer to training than holdout", dcr_share, "&le; 50%",
                   "Synthetic patients nearer to a training patient than to any holdout patient; "
                   "well above 50% suggests memorised training records."});
   {
