@@ -13,7 +13,9 @@
 # e.g. "--precision bf16": the seed arm is the original, fp32). scripts/results_table.py
 # also reads RESULTS_COMMIT (the binary's commit, when HEAD moved on during the run) and
 # RESULTS_NOTE (printed under the header: what else the machine ran meanwhile).
-# ARMS ("seed default"): ARMS=default reruns only the default arm and keeps the seed
+# SEED_SWEEP ("pbc"): datasets whose two checkpoints are then sampled with 4 more seeds
+# (scripts/sampling_seeds.sh) for each metric's spread; PhysioNet's seed arm takes 17-25
+# minutes per cohort. ARMS ("seed default"): ARMS=default reruns only the default arm and keeps the seed
 # arm's rows and files from the last run in OUT (the seed preset is the original and
 # does not change between commits; its DDPM sampling takes most of the run). Either
 # way the rows of datasets not in DATASETS are kept.
@@ -26,6 +28,7 @@ DATASETS=${DATASETS:-"physionet pbc"}
 PHYSIONET_TRAIN_S=${PHYSIONET_TRAIN_S:-300}
 PBC_TRAIN_S=${PBC_TRAIN_S:-150}
 DEFAULT_FLAGS=${DEFAULT_FLAGS:-}
+SEED_SWEEP=${SEED_SWEEP:-pbc}
 HG=./build/healthgym
 [ -x "$HG" ] || scripts/build.sh --target healthgym
 mkdir -p "$OUT"
@@ -197,7 +200,10 @@ run_dataset() {
 
 for d in $DATASETS; do
   mkdir -p "$OUT/$d"
+  rm -rf "$OUT/$d/seeds"  # another run's checkpoints
   run_dataset "$d"
+  # Sampling noise, where a cohort is small enough to sample several times.
+  case " $SEED_SWEEP " in *" $d "*) scripts/sampling_seeds.sh "$d" ;; esac
 done
 
 md=${RESULTS_MD:-docs/RESULTS.md}

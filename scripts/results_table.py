@@ -70,6 +70,35 @@ def machine():
     return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, {platform.system()} {platform.release()}"
 
 
+def print_seed_sweep(d, seeds_dir):
+    """Mean ± standard deviation over the run's cohort and scripts/sampling_seeds.sh's."""
+    print(f"Over sampling seeds (`scripts/sampling_seeds.sh {d}`): the same two checkpoints "
+          "sampled again with other seeds, each metric's mean ± standard deviation over "
+          "those cohorts and the run's own (seed preset: DDPM 500 without the guardrail; "
+          "default: DDIM 25).\n")
+    cols = [c for c in COLUMNS if c[0] not in ("MIA p", "copies")]
+    head = ["cohort", "cohorts"] + [c[0] for c in cols]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for arm, label in (("seed", "seed (original)"), ("default_k25", "default, k25")):
+        reps = [os.path.join(out, d, arm, "report.json")]
+        reps += sorted(os.path.join(seeds_dir, e, "report.json") for e in os.listdir(seeds_dir)
+                       if e.startswith(arm + "_s") and os.path.isdir(os.path.join(seeds_dir, e)))
+        sums = [json.load(open(r))["summary"] for r in reps if os.path.exists(r)]
+        cells = [label, str(len(sums))]
+        for c in cols:
+            v = [get(x, c[1]) for x in sums]
+            v = [x for x in v if isinstance(x, (int, float))]
+            if not v:
+                cells.append("–")
+                continue
+            m = sum(v) / len(v)
+            sd = (sum((x - m) ** 2 for x in v) / (len(v) - 1)) ** 0.5 if len(v) > 1 else 0.0
+            cells.append(f"{m:.3f} ± {sd:.3f}")
+        print("| " + " | ".join(cells) + " |")
+    print()
+
+
 runs = []
 with open(os.path.join(out, "runs.tsv")) as f:
     for line in f:
@@ -152,6 +181,9 @@ for d in dict.fromkeys(r["d"] for r in runs):
         cells += [fmt(get(halves, c[1])) for c in COLUMNS]
         print("| " + " | ".join(cells) + " |")
     print()
+    seeds_dir = os.path.join(out, d, "seeds")
+    if os.path.isdir(seeds_dir):
+        print_seed_sweep(d, seeds_dir)
     notes = [r for r in rows if r["arm"] == "seed" and r["note"]]
     for r in notes:
         print(f"Seed preset: {r['note']}.\n")
