@@ -3,7 +3,7 @@
 // unit's own gap and one partner at a time, so a stay's schedule is a fresh mix
 // from hour to hour: a classifier told PhysioNet 2012's synthetic stays from
 // real ones by their schedules alone (every value replaced by a random real one)
-// 0.47 of the way to certain, while real stays keep a rhythm from first hour to
+// with 97% accuracy (discriminative score 0.47), while real stays keep a rhythm from first hour to
 // last (temperature hourly in some, 4-hourly in most). This model is a small
 // GRU over a stay's 0/1 observation vectors: at each step it reads the previous
 // step's vector, each unit's steps since its last observation and where the
