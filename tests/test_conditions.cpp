@@ -190,12 +190,7 @@ TEST(Conditions, ConditionalSamplingDrawsTheSubgroupsLengths) {
   TrainConfig c = healthgym::testing::tiny_run_config(default_preset(), dir.write("len.csv", csv),
                                                       "id", "t", dir.file("m.hg"));
   train(c);
-  SampleConfig s;
-  s.model_path = c.out_path;
-  s.out_path = dir.file("syn.csv");
-  s.n = 40;
-  s.sampler = SamplerKind::kDdim;
-  s.sample_steps = 2;
+  SampleConfig s = healthgym::testing::ddim_config(c.out_path, dir.file("syn.csv"), 40, 2);
   s.guardrail = false;
   s.conditions = {"group=b"};
   sample_to_csv(s);

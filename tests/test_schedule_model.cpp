@@ -271,12 +271,7 @@ TEST(ScheduleModel, CheckpointRoundTripAndDefaultSampling) {
       ck.model.schedules.sample(lengths, {}, at::detail::createCPUGenerator(3)).values,
       ck3.model.schedules.sample(lengths, {}, at::detail::createCPUGenerator(3)).values));
 
-  SampleConfig s;
-  s.model_path = c.out_path;
-  s.out_path = dir.file("syn.csv");
-  s.n = 6;
-  s.sampler = SamplerKind::kDdim;
-  s.sample_steps = 3;
+  SampleConfig s = healthgym::testing::ddim_config(c.out_path, dir.file("syn.csv"), 6, 3);
   s.guardrail = false;
   EXPECT_EQ(sample_to_csv(s).observations, ObservationSource::kSequence);
   s.observations = ObservationSource::kChains;
@@ -317,12 +312,8 @@ TEST(ScheduleModel, ConditionalSamplingGetsTheSubgroupsSchedules) {
   EXPECT_EQ(ck.model.schedules.label_sizes(), ck.model.conditions.label_sizes());
   EXPECT_EQ(ck.model.conditions.names(), std::vector<std::string>{"ward"});
   auto hourly_share = [&](const std::string& ward) {
-    SampleConfig s;
-    s.model_path = c.out_path;
-    s.out_path = dir.file("syn_" + ward + ".csv");
-    s.n = 40;
-    s.sampler = SamplerKind::kDdim;
-    s.sample_steps = 2;
+    SampleConfig s =
+        healthgym::testing::ddim_config(c.out_path, dir.file("syn_" + ward + ".csv"), 40, 2);
     s.guardrail = false;
     s.conditions = {"ward=" + ward};
     sample_to_csv(s);

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "healthgym/error.hpp"
+#include "healthgym/sample.hpp"
 #include "healthgym/train.hpp"
 
 namespace healthgym::testing {
@@ -153,6 +154,19 @@ inline TrainConfig tiny_run_config(TrainConfig base, const std::string& data_pat
   base.diffusion.n_steps = 10;
   base.epochs = 1;
   return base;
+}
+
+// Sampling from model_path to out_path: n patients by DDIM in `steps` steps,
+// everything else as SampleConfig has it.
+inline SampleConfig ddim_config(const std::string& model_path, const std::string& out_path,
+                                int64_t n, int64_t steps) {
+  SampleConfig s;
+  s.model_path = model_path;
+  s.out_path = out_path;
+  s.n = n;
+  s.sampler = SamplerKind::kDdim;
+  s.sample_steps = steps;
+  return s;
 }
 
 // 80 patients of 8 steps: a and b measured together at even steps (Jaccard 1:
