@@ -42,7 +42,9 @@ TEST(GroupNormSilu, ReferenceMatchesAHandComputation) {
   };
   expect({0, 0, 1, 2, 2, 4}, 0);
   expect({10, 10, 11, 9, 12, 8}, 2);
-  EXPECT_TRUE(group_norm_silu_channels_last(x, 2, scale, shift, 0.0).equal(y));  // CPU: same
+  // On the CPU: healthgym's CPU kernel, the same values up to rounding.
+  EXPECT_TRUE(
+      torch::allclose(group_norm_silu_channels_last(x, 2, scale, shift, 0.0), y, 1e-5, 1e-6));
 }
 
 TEST(GroupNormSilu, NamesBadArguments) {

@@ -44,8 +44,8 @@ float max_rel_diff(const torch::Tensor& a, const torch::Tensor& b) {
   return ((a - b).abs().max() / b.abs().max().clamp_min(1e-6)).item<float>();
 }
 
-// Both layouts on the CPU (channels-last there normalises through LibTorch
-// operations: what the CUDA kernel is tested against).
+// Both layouts on the CPU (channels-last there normalises through healthgym's
+// CPU kernel, itself tested against the LibTorch reference the CUDA kernel is).
 const PreparedLayout kLayouts[] = {PreparedLayout::kChannelsFirst, PreparedLayout::kChannelsLast};
 
 }  // namespace
@@ -172,6 +172,16 @@ TEST(PreparedUNet, RejectsWhatTheModuleRejects) {
   EXPECT_THROW(PreparedUNet(net, torch::kFloat, {}, PreparedLayout::kAuto, 0), UsageError);
   auto plain = random_net(small_config());
   EXPECT_THROW(PreparedUNet(plain, torch::kFloat, torch::zeros({4, 1}, torch::kLong)), UsageError);
+}
+
+// The default layout on the CPU: channels-last in bf16 (healthgym's kernel and
+// oneDNN's channels-last convolutions), channels-first in fp32.
+TEST(PreparedUNet, AutoLayoutOnTheCpu) {
+  auto net = random_net(small_config());
+  EXPECT_TRUE(PreparedUNet(net, torch::kBFloat16).channels_last());
+  EXPECT_FALSE(PreparedUNet(net, torch::kFloat).channels_last());
+  EXPECT_FALSE(
+      PreparedUNet(net, torch::kBFloat16, {}, PreparedLayout::kChannelsFirst).channels_last());
 }
 
 // The chain through the prepared network equals the chain through the module,

@@ -13,6 +13,7 @@ Action register_bench(CLI::App& app) {
     std::string precision = "fp32";
     std::string sampler = "ddpm";
     std::string prepared = "on";
+    std::string cpu_kernels = "on";
   };
   auto o = std::make_shared<Opts>();
   auto* sub = app.add_subcommand(
@@ -44,6 +45,11 @@ Action register_bench(CLI::App& app) {
                   "auto: on CUDA, the sync-free fused training step and denoising step, each "
                   "replayed as a CUDA graph; on: those paths on any device; off: the plain path")
       ->capture_default_str();
+  sub->add_option("--cpu-kernels", o->cpu_kernels,
+                  "on: on the CPU the training step's U-Net runs channels-last through "
+                  "healthgym's fused kernels; off: through LibTorch's modules")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
   sub->add_option("--prepared", o->prepared,
                   "on: sample through the prepared network (weights cast once, FiLM as tables, "
                   "GroupNorm and FiLM in one op); off: the training module under autocast")
@@ -66,6 +72,7 @@ Action register_bench(CLI::App& app) {
     cfg.precision = precision_from_string(o->precision);
     cfg.sampler = sampler_kind_from_string(o->sampler);
     cfg.prepared = o->prepared == "on";
+    cfg.cpu_kernels = o->cpu_kernels == "on";
     std::cout << run_bench(cfg).dump() << "\n";
   };
 }

@@ -29,6 +29,8 @@ struct BenchConfig {
   // a CUDA graph; elsewhere the plain path. "on": the fused paths on any device.
   // "off": the plain path everywhere.
   std::string graph = "auto";
+  // On the CPU: the U-Net's channels-last path through healthgym's kernels.
+  bool cpu_kernels = true;
   // Sample through a PreparedUNet (weights cast once, FiLM tables, GroupNorm
   // and FiLM in one op) rather than the training module under autocast.
   bool prepared = true;

@@ -28,6 +28,24 @@ inline void set_autocast(torch::DeviceType device, bool enabled, torch::ScalarTy
   if (!enabled) at::autocast::clear_cache();
 }
 
+// Whether autocast is on for a device type, and its lower precision.
+inline bool autocast_enabled(torch::DeviceType device) {
+#if HEALTHGYM_TORCH_AT_LEAST(2, 4)
+  return at::autocast::is_autocast_enabled(device);
+#else
+  return device == torch::kCUDA ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled();
+#endif
+}
+
+inline torch::ScalarType autocast_dtype(torch::DeviceType device) {
+#if HEALTHGYM_TORCH_AT_LEAST(2, 4)
+  return at::autocast::get_autocast_dtype(device);
+#else
+  return device == torch::kCUDA ? at::autocast::get_autocast_gpu_dtype()
+                                : at::autocast::get_autocast_cpu_dtype();
+#endif
+}
+
 // CPU autocast in 1.13 accepts only bfloat16; fp16 autocast needs CUDA there.
 inline bool cpu_autocast_supports(torch::ScalarType dtype) {
 #if HEALTHGYM_TORCH_AT_LEAST(2, 0)

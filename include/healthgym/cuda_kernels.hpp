@@ -15,7 +15,8 @@ bool built_with_cuda_kernels();
 // or bf16; scale and shift fp32 on x's device, [C] (shared) or [B, C] (per
 // sample: a GroupNorm's affine with FiLM folded in). Statistics in fp32, as
 // torch::group_norm's (biased variance, eps inside the root); the result in
-// x's type, [B, L, C] contiguous. One kernel on CUDA with the kernels built.
+// x's type, [B, L, C] contiguous. One kernel on CUDA with the kernels built;
+// on the CPU, fp32 and bf16 go through healthgym's CPU kernel (cpu_kernels.hpp).
 torch::Tensor group_norm_silu_channels_last(const torch::Tensor& x, int64_t groups,
                                             const torch::Tensor& scale, const torch::Tensor& shift,
                                             double eps);

@@ -25,10 +25,13 @@
 namespace healthgym {
 
 // How activations are laid out. kAuto: channels-last on a CUDA device when
-// healthgym's CUDA kernels are built, channels-first otherwise.
+// healthgym's CUDA kernels are built and on the CPU in bf16 (healthgym's CPU
+// kernel; oneDNN's bf16 convolutions run channels-last without reordering),
+// channels-first otherwise (fp32 on the CPU measured no faster channels-last).
 enum class PreparedLayout { kAuto, kChannelsFirst, kChannelsLast };
-// Whether `layout` means channels-last for a network on `device`.
-bool prepared_channels_last(PreparedLayout layout, const torch::Device& device);
+// Whether `layout` means channels-last for a network on `device` computing in `dtype`.
+bool prepared_channels_last(PreparedLayout layout, const torch::Device& device,
+                            torch::ScalarType dtype);
 PreparedLayout prepared_layout_from_string(
     const std::string& s);  // auto | channels-first | channels-last
 

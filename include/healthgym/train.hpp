@@ -86,6 +86,10 @@ struct TrainConfig {
   // `batch` rows (an epoch's last batch is filled up from the start of its
   // shuffle). Not saved: a run choice.
   std::string fused_step = "auto";
+  // On the CPU the U-Net runs channels-last through healthgym's own fused
+  // kernels (cpu_kernels.hpp); false: LibTorch's modules (the same function).
+  // Not saved: a run choice.
+  bool cpu_kernels = true;
   // Checkpoints: every `checkpoint_every` epochs, and always at the end.
   int64_t checkpoint_every = 1;
   // > 0: stop (and save) before an epoch that would end past this many

@@ -50,6 +50,11 @@ class ResBlockImpl : public torch::nn::Module {
   ResBlockImpl(int64_t channels, int64_t groups, double dropout);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& gamma,
                         const torch::Tensor& beta);
+  // The same on channels-last activations x [B, L, C] on the CPU, through
+  // healthgym's fused GroupNorm-FiLM-SiLU kernel; its normalised activations
+  // come out in `act` (fp32, or bf16 under bf16 autocast).
+  torch::Tensor forward_channels_last(const torch::Tensor& x, const torch::Tensor& gamma,
+                                      const torch::Tensor& beta, torch::ScalarType act);
 
  private:
   torch::nn::GroupNorm norm1_{nullptr}, norm2_{nullptr};
@@ -67,11 +72,21 @@ class UNetImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t,
                         const torch::Tensor& cond = {});
   const UNetConfig& config() const { return config_; }
+  // On the CPU, forward runs channels-last through healthgym's own kernels
+  // (the same function of the same parameters, about twice as fast at the
+  // reference shapes); off, through LibTorch's channels-first modules, the
+  // path every device shares. Tests compare the two.
+  void set_cpu_kernels(bool on) { cpu_kernels_ = on; }
+  bool cpu_kernels() const { return cpu_kernels_; }
   // Shortest length every down-sampling stage can take: 2^levels.
   int64_t min_length() const { return int64_t{1} << config_.levels; }
 
  private:
+  torch::Tensor forward_channels_last(const torch::Tensor& x, const torch::Tensor& t,
+                                      const torch::Tensor& ce);
+
   UNetConfig config_;
+  bool cpu_kernels_ = true;
   torch::nn::Linear in1_{nullptr}, in2_{nullptr}, out1_{nullptr}, out2_{nullptr};
   torch::nn::ModuleList film_down_, film_up_, down_, pool_, unpool_, up_, cond_emb_;
   FiLM film_mid_{nullptr};
@@ -95,6 +110,12 @@ torch::Tensor upsample_k4s2p1_apply(const torch::Tensor& x, const torch::Tensor&
 
 // Crops or right-pads the last dimension of x to length n.
 torch::Tensor align_length(const torch::Tensor& x, int64_t n);
+
+// A convolution over channels-last activations x [B, L, Cin] with a Conv1d
+// weight [Cout, Cin, K]: [B, L, C] is the memory of [B, C, 1, L] in channels-last,
+// which oneDNN and cuDNN convolve without reordering; returns [B, L', Cout].
+torch::Tensor conv1d_channels_last(const torch::Tensor& x, const torch::Tensor& weight,
+                                   const torch::Tensor& bias, int64_t stride, int64_t padding);
 
 int64_t count_parameters(torch::nn::Module& module);
 

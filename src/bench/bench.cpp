@@ -89,6 +89,7 @@ json run_bench(const BenchConfig& c) {
   DiffusionConfig dc;
   dc.n_steps = c.n_steps;
   UNet net(uc);
+  net->set_cpu_kernels(c.cpu_kernels);
   NoiseSchedule schedule(dc);
   net->to(device);
   schedule->to(device);
@@ -201,7 +202,12 @@ json run_bench(const BenchConfig& c) {
                   : (c.precision == Precision::kBf16 ? torch::kBFloat16 : torch::kHalf));
   const double train_gflop = 3.0 * fwd / 1e9;
   const std::string sample_layout =
-      c.prepared && prepared_channels_last(layout, device) ? "channels-last" : "channels-first";
+      c.prepared && prepared_channels_last(layout, device,
+                                           c.precision == Precision::kFp32   ? torch::kFloat
+                                           : c.precision == Precision::kBf16 ? torch::kBFloat16
+                                                                             : torch::kHalf)
+          ? "channels-last"
+          : "channels-first";
   return {{"impl", "healthgym"},
           {"forward_gflop_per_seq", fwd / 1e9},
           {"train_gflop_per_seq", train_gflop},
@@ -215,6 +221,7 @@ json run_bench(const BenchConfig& c) {
           {"precision", to_string(c.precision)},
           {"sampler", to_string(c.sampler)},
           {"train_mode", train_mode},
+          {"train_net", device.is_cpu() && c.cpu_kernels ? "channels-last-kernels" : "modules"},
           {"sample_mode", sample_mode},
           {"sample_net", c.prepared ? "prepared" : "module"},
           {"sample_layout", sample_layout},

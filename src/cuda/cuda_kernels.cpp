@@ -3,6 +3,7 @@
 #include <climits>
 #include <string>
 
+#include "healthgym/cpu_kernels.hpp"
 #include "healthgym/error.hpp"
 
 #ifdef HEALTHGYM_CUDA_KERNELS
@@ -80,6 +81,11 @@ torch::Tensor group_norm_silu_reference(const torch::Tensor& x, int64_t groups,
 torch::Tensor group_norm_silu_channels_last(const torch::Tensor& x, int64_t groups,
                                             const torch::Tensor& scale, const torch::Tensor& shift,
                                             double eps) {
+  if (x.defined() && x.device().is_cpu() &&
+      (x.scalar_type() == torch::kFloat || x.scalar_type() == torch::kBFloat16)) {
+    check_group_norm_args(x, groups, scale, shift);
+    return group_norm_silu_cpu(x, groups, scale, shift, eps);
+  }
 #ifdef HEALTHGYM_CUDA_KERNELS
   if (!x.defined() || !x.is_cuda()) return group_norm_silu_reference(x, groups, scale, shift, eps);
   check_group_norm_args(x, groups, scale, shift);

@@ -19,9 +19,11 @@ Tensor as_conv1(const Tensor& linear_weight) { return linear_weight.unsqueeze(-1
 
 }  // namespace
 
-bool prepared_channels_last(PreparedLayout layout, const torch::Device& device) {
-  return layout == PreparedLayout::kChannelsLast ||
-         (layout == PreparedLayout::kAuto && device.is_cuda() && built_with_cuda_kernels());
+bool prepared_channels_last(PreparedLayout layout, const torch::Device& device,
+                            torch::ScalarType dtype) {
+  if (layout != PreparedLayout::kAuto) return layout == PreparedLayout::kChannelsLast;
+  return device.is_cuda() ? built_with_cuda_kernels()
+                          : device.is_cpu() && dtype == torch::kBFloat16;
 }
 
 PreparedLayout prepared_layout_from_string(const std::string& s) {
@@ -41,7 +43,7 @@ PreparedUNet::PreparedUNet(UNet& net, torch::ScalarType dtype, const Tensor& con
   auto params = net->named_parameters();
   auto buffers = net->named_buffers();
   const auto device = params.begin()->value().device();
-  channels_last_ = prepared_channels_last(layout, device);
+  channels_last_ = prepared_channels_last(layout, device, dtype);
   if (streams < 1) throw UsageError("a prepared U-Net needs streams >= 1");
   if (channels_last_ && device.is_cuda() && streams > 1)
     parallel_ = std::make_shared<ParallelStreams>(device, streams);

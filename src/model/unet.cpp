@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "healthgym/compat.hpp"
+#include "healthgym/cpu_kernels.hpp"
 #include "healthgym/error.hpp"
 
 namespace healthgym {
@@ -91,6 +93,28 @@ torch::Tensor ResBlockImpl::forward(const torch::Tensor& x, const torch::Tensor&
                      1 + gamma.to(torch::kFloat).unsqueeze(-1));
   y = conv1_(torch::silu(y));
   y = conv2_(drop_(torch::silu(norm2_(y.to(torch::kFloat)))));
+  return y + x;
+}
+
+torch::Tensor conv1d_channels_last(const torch::Tensor& x, const torch::Tensor& weight,
+                                   const torch::Tensor& bias, int64_t stride, int64_t padding) {
+  const int64_t b = x.size(0), l = x.size(1), c = x.size(2);
+  const std::vector<int64_t> strides{1, stride}, pads{0, padding};
+  auto y = torch::conv2d(x.contiguous().view({b, 1, l, c}).permute({0, 3, 1, 2}),
+                         weight.unsqueeze(2), bias, strides, pads);
+  return y.permute({0, 2, 3, 1}).reshape({b, y.size(3), y.size(1)});
+}
+
+torch::Tensor ResBlockImpl::forward_channels_last(const torch::Tensor& x,
+                                                  const torch::Tensor& gamma,
+                                                  const torch::Tensor& beta,
+                                                  torch::ScalarType act) {
+  const auto& o = norm1_->options;
+  auto y = group_norm_film_silu(x, norm1_->weight, norm1_->bias, gamma.to(torch::kFloat),
+                                beta.to(torch::kFloat), o.num_groups(), o.eps(), act);
+  y = conv1d_channels_last(y, conv1_->weight, conv1_->bias, 1, 1);
+  y = group_norm_film_silu(y, norm2_->weight, norm2_->bias, {}, {}, o.num_groups(), o.eps(), act);
+  y = conv1d_channels_last(drop_(y), conv2_->weight, conv2_->bias, 1, 1);
   return y + x;
 }
 
@@ -191,6 +215,7 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x_in, const torch::Tensor& 
       ce = ce.defined() ? ce + e : e;
     }
   }
+  if (cpu_kernels_ && x_in.device().is_cpu()) return forward_channels_last(x_in, t, ce);
   // Per-time MLP: features -> C -> C, applied along the channel axis.
   auto x = in2_(torch::silu(in1_(x_in.transpose(1, 2)))).transpose(1, 2).contiguous();
   std::vector<torch::Tensor> skips;
@@ -213,6 +238,52 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x_in, const torch::Tensor& 
   }
   x = out_conv_(x);
   return out2_(torch::silu(out1_(x.transpose(1, 2)))).transpose(1, 2).contiguous();
+}
+
+torch::Tensor UNetImpl::forward_channels_last(const torch::Tensor& x_in, const torch::Tensor& t,
+                                              const torch::Tensor& ce) {
+  // The kernel writes bf16 activations under bf16 autocast (the convolutions
+  // would cast them anyway), fp32 otherwise.
+  const auto act = compat::autocast_enabled(torch::kCPU) &&
+                           compat::autocast_dtype(torch::kCPU) == torch::kBFloat16
+                       ? torch::kBFloat16
+                       : torch::kFloat;
+  const int64_t batch = x_in.size(0);
+  auto silu = [](const torch::Tensor& v) {
+    return v.scalar_type() == torch::kFloat || v.scalar_type() == torch::kBFloat16 ? silu_cpu(v)
+                                                                                   : torch::silu(v);
+  };
+  auto x = in2_(silu(in1_(x_in.transpose(1, 2))));  // [B, L, C]
+  if (x.scalar_type() != torch::kFloat && x.scalar_type() != torch::kBFloat16)
+    x = x.to(torch::kFloat);  // fp16 autocast (LibTorch 2.x): the kernel takes fp32 or bf16
+  std::vector<torch::Tensor> skips;
+  for (int64_t i = 0; i < config_.levels; ++i) {
+    auto [g, b] = film_down_[i]->as<FiLM>()->forward(t, ce);
+    x = down_[i]->as<ResBlock>()->forward_channels_last(x, g, b, act);
+    skips.push_back(x);
+    auto* pool = pool_[i]->as<torch::nn::Conv1d>();
+    x = conv1d_channels_last(x, pool->weight, pool->bias, 2, 1);
+  }
+  auto [gm, bm] = film_mid_(t, ce);
+  x = mid1_->forward_channels_last(x, gm, bm, act);
+  x = mid2_->forward_channels_last(x, gm, bm, act);
+  for (int64_t i = 0; i < config_.levels; ++i) {
+    auto* up = unpool_[i]->as<torch::nn::ConvTranspose1d>();
+    // The transposed convolution as one conv with outputs (even, odd) per
+    // position: channels-last, [B, L, 2C] is already the interleaved [B, 2L, C].
+    auto [kernel, bias2] = upsample_k4s2p1_kernel(up->weight, up->bias);
+    auto y = conv1d_channels_last(x, kernel, bias2, 1, 1);
+    y = y.reshape({batch, 2 * y.size(1), y.size(2) / 2});
+    auto s = skips.back();
+    skips.pop_back();
+    const int64_t n = s.size(1), l = y.size(1);
+    if (l > n) y = y.narrow(1, 0, n);
+    if (l < n) y = torch::constant_pad_nd(y, {0, 0, 0, n - l});
+    auto [g, b] = film_up_[i]->as<FiLM>()->forward(t, ce);
+    x = up_[i]->as<ResBlock>()->forward_channels_last(y + s, g, b, act);
+  }
+  x = conv1d_channels_last(x, out_conv_->weight, out_conv_->bias, 1, 1);
+  return out2_(silu(out1_(x))).transpose(1, 2).contiguous();
 }
 
 int64_t count_parameters(torch::nn::Module& module) {

@@ -89,6 +89,7 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
     saved.checkpoint_every = given.checkpoint_every;
     saved.time_limit_s = given.time_limit_s;
     saved.fused_step = given.fused_step;
+    saved.cpu_kernels = given.cpu_kernels;
     saved.resume_path = given.resume_path;
     if (!given.data_path.empty()) saved.data_path = given.data_path;
     cfg = saved;
@@ -245,6 +246,7 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
     info.schema_source = loaded.schema_source;
   }
   model.to(device);
+  model.net->set_cpu_kernels(cfg.cpu_kernels);
   const int64_t n = n_global;  // patients over all ranks: the epoch's shuffle is of these
   if (comm && n_global < world)
     throw UsageError("the cohort has " + std::to_string(n_global) + " patients, fewer than the " +
