@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Does bf16 autocast keep training quality? Trains the default preset on pbcseq (250
-# patients; the next 62 held out) for the same number of epochs and seed in fp32 and
-# in bf16, then samples each to the training cohort's size (DDIM 25) and scores both
-# with `healthgym evaluate`. Prints a Markdown table: the mean loss over the last 5
-# epochs, training time, and the evaluate summary.
+# Do bf16 autocast and the CPU kernels keep training quality? Trains the default preset
+# on pbcseq (250 patients; the next 62 held out) for the same number of epochs and seed
+# in fp32 and in bf16, each through LibTorch's modules (--cpu-kernels off) and through
+# healthgym's CPU kernels (on), then samples each to the training cohort's size (DDIM 25)
+# and scores it with `healthgym evaluate`. Prints a Markdown table: the mean loss over
+# the last 5 epochs, training time, and the evaluate summary.
 #
 #   bench/precision_quality.sh          # EPOCHS=60 HIDDEN=128
 set -euo pipefail
@@ -17,10 +18,15 @@ mkdir -p "$OUT"
 # shellcheck source=scripts/split_lib.sh
 . scripts/split_lib.sh
 split_patients data/pbcseq.csv 250 "$OUT/real.csv" 62 "$OUT/holdout.csv"
-for p in fp32 bf16; do
+ARMS="fp32-modules fp32-kernels bf16-modules bf16-kernels"
+for p in $ARMS; do
+  precision=${p%%-*}
+  kernels=on
+  [ "${p#*-}" = modules ] && kernels=off
   start=$(date +%s.%N)
   "$HG" train --data "$OUT/real.csv" --id id --time day --hidden "$HIDDEN" --epochs "$EPOCHS" \
-    --seed 1 --precision "$p" --out "$OUT/$p.hg" >"$OUT/$p.train.log" 2>&1
+    --seed 1 --precision "$precision" --cpu-kernels "$kernels" --out "$OUT/$p.hg" \
+    >"$OUT/$p.train.log" 2>&1
   end=$(date +%s.%N)
   awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f\n", b - a }' >"$OUT/$p.seconds"
   "$HG" sample --model "$OUT/$p.hg" --n 250 --sampler ddim --sample-steps 25 --seed 1 \
@@ -28,11 +34,11 @@ for p in fp32 bf16; do
   "$HG" evaluate --real "$OUT/real.csv" --synthetic "$OUT/$p.csv" --holdout "$OUT/holdout.csv" \
     --id id --time day --out "$OUT/$p.eval" >"$OUT/$p.eval.log" 2>&1
 done
-/usr/bin/python3 - "$OUT" "$EPOCHS" "$HIDDEN" <<'PY'
+/usr/bin/python3 - "$OUT" "$EPOCHS" "$HIDDEN" $ARMS <<'PY'
 import csv, json, sys
-out, epochs, hidden = sys.argv[1:]
+out, epochs, hidden, *arms = sys.argv[1:]
 rows = {}
-for p in ("fp32", "bf16"):
+for p in arms:
     log = list(csv.DictReader(open(f"{out}/{p}.hg.log.csv")))
     last = log[-5:]
     s = json.load(open(f"{out}/{p}.eval/report.json"))["summary"]
@@ -47,8 +53,8 @@ for p in ("fp32", "bf16"):
     }
 print(f"pbcseq, 250 training patients, default preset, width {hidden}, {epochs} epochs, seed 1; "
       "sampled 250 with DDIM 25; evaluate against the 62 held-out patients.\n")
-print("| | fp32 | bf16 |\n|---|---|---|")
-for k in rows["fp32"]:
-    f = lambda v: "n/a" if v is None else f"{v:.4g}"
-    print(f"| {k} | {f(rows['fp32'][k])} | {f(rows['bf16'][k])} |")
+print("| | " + " | ".join(arms) + " |\n|---|" + "---|" * len(arms))
+f = lambda v: "n/a" if v is None else f"{v:.4g}"
+for k in rows[arms[0]]:
+    print(f"| {k} | " + " | ".join(f(rows[a][k]) for a in arms) + " |")
 PY

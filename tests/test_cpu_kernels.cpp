@@ -2,6 +2,8 @@
 // gradients, and the U-Net's channels-last CPU path against the plain one.
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "healthgym/compat.hpp"
 #include "healthgym/cpu_kernels.hpp"
 #include "healthgym/cuda_kernels.hpp"
@@ -106,14 +108,52 @@ TEST(CpuKernels, GroupNormFilmSiluInBf16) {
   EXPECT_LT(max_abs(xb.grad().to(torch::kDouble) - xr.grad()) / max_abs(xr.grad()), 1e-2);
 }
 
-// Saturated pre-activations stay finite: silu(-a) -> 0 and silu(a) -> a.
+// Saturated pre-activations stay finite: silu(-a) -> 0 and silu(a) -> a,
+// up to |a| of 1e34 (weight 1e33 on a normalised input).
 TEST(CpuKernels, SaturatedActivationsStayFinite) {
   auto x = torch::tensor({-1e4f, -50.0f, 0.0f, 50.0f, 1e4f, 1.0f, 2.0f, 3.0f}).view({1, 8, 1});
-  auto w = torch::full({1}, 1e3f), b = torch::zeros({1});
-  auto y = group_norm_film_silu(x, w, b, {}, {}, 1, 1e-5, torch::kFloat);
-  auto yr = reference(x.to(torch::kDouble), w.to(torch::kDouble), b.to(torch::kDouble), {}, {}, 1);
-  EXPECT_TRUE(torch::isfinite(y).all().item<bool>());
-  EXPECT_TRUE(torch::allclose(y.to(torch::kDouble), yr, 1e-5, 1e-5)) << y << yr;
+  for (float weight : {1e3f, 1e33f}) {
+    auto w = torch::full({1}, weight), b = torch::zeros({1});
+    auto y = group_norm_film_silu(x, w, b, {}, {}, 1, 1e-5, torch::kFloat);
+    auto yr =
+        reference(x.to(torch::kDouble), w.to(torch::kDouble), b.to(torch::kDouble), {}, {}, 1);
+    EXPECT_TRUE(torch::isfinite(y).all().item<bool>());
+    EXPECT_TRUE(torch::allclose(y.to(torch::kDouble), yr, 1e-5, 1e-5)) << y << yr;
+  }
+}
+
+// Mixed types (bf16 in, fp32 out and back), a non-contiguous input, an empty
+// batch, and the affine's gradients with a bf16 input.
+TEST(CpuKernels, MixedTypesNonContiguousAndEmpty) {
+  Inputs in(3, 6, 16, 16);
+  auto ref = [&](const Tensor& x) {
+    return reference(x.to(torch::kDouble), in.w.to(torch::kDouble), in.b.to(torch::kDouble),
+                     in.gamma.to(torch::kDouble), in.beta.to(torch::kDouble), 4);
+  };
+  auto xb = in.x.to(torch::kBFloat16);
+  auto y = group_norm_film_silu(xb, in.w, in.b, in.gamma, in.beta, 4, 1e-5, torch::kFloat);
+  ASSERT_EQ(y.scalar_type(), torch::kFloat);
+  EXPECT_LT(max_abs(y.to(torch::kDouble) - ref(xb)), 1e-5);  // only the input was rounded
+  auto y16 = group_norm_film_silu(in.x, in.w, in.b, in.gamma, in.beta, 4, 1e-5, torch::kBFloat16);
+  EXPECT_LT(max_abs(y16.to(torch::kDouble) - ref(in.x)) / max_abs(ref(in.x)), 1.0 / 128);
+  // A transposed view: the kernel reads it as the logical [B, L, C].
+  auto xt = in.x.transpose(1, 2).contiguous().transpose(1, 2);
+  ASSERT_FALSE(xt.is_contiguous());
+  auto yt = group_norm_film_silu(xt, in.w, in.b, in.gamma, in.beta, 4, 1e-5, torch::kFloat);
+  EXPECT_LT(max_abs(yt.to(torch::kDouble) - ref(in.x)), 2e-5);
+  auto empty = group_norm_film_silu(torch::zeros({0, 6, 16}), in.w, in.b, torch::zeros({0, 16}),
+                                    torch::zeros({0, 16}), 4, 1e-5, torch::kFloat);
+  EXPECT_EQ(empty.sizes(), (std::vector<int64_t>{0, 6, 16}));
+  // The affine's gradients from a bf16 input and bf16 upstream gradient.
+  auto k = leaves({in.w, in.b, in.gamma, in.beta}, torch::kFloat);
+  auto r = leaves({in.w, in.b, in.gamma, in.beta}, torch::kDouble);
+  auto dy = in.dy.to(torch::kBFloat16);
+  group_norm_film_silu(xb, k[0], k[1], k[2], k[3], 4, 1e-5, torch::kBFloat16).backward(dy);
+  reference(xb.to(torch::kDouble), r[0], r[1], r[2], r[3], 4).backward(dy.to(torch::kDouble));
+  const char* names[] = {"weight", "bias", "gamma", "beta"};
+  for (size_t i = 0; i < k.size(); ++i)
+    EXPECT_LT(max_abs(k[i].grad().to(torch::kDouble) - r[i].grad()) / max_abs(r[i].grad()), 2e-2)
+        << names[i];
 }
 
 // silu_cpu against torch::silu: fp32 to rounding, bf16 to bf16's rounding;
@@ -134,8 +174,14 @@ TEST(CpuKernels, SiluMatchesLibTorch) {
     yr.backward(dy.to(type).to(torch::kDouble));
     EXPECT_TRUE(torch::allclose(x.grad().to(torch::kDouble), xr.grad(), tol, tol));
   }
-  auto nan = silu_cpu(torch::tensor({std::nanf(""), 1.0f}));
-  EXPECT_TRUE(std::isnan(nan[0].item<float>()));
+  // NaN and -inf give NaN (as LibTorch's), huge negatives 0, huge positives themselves.
+  const float inf = std::numeric_limits<float>::infinity();
+  auto edge = silu_cpu(torch::tensor({std::nanf(""), -inf, -1e30f, 1e30f, inf}));
+  EXPECT_TRUE(std::isnan(edge[0].item<float>()));
+  EXPECT_TRUE(std::isnan(edge[1].item<float>()));
+  EXPECT_EQ(edge[2].item<float>(), 0.0f);
+  EXPECT_EQ(edge[3].item<float>(), 1e30f);
+  EXPECT_EQ(edge[4].item<float>(), inf);
   EXPECT_NE(message_of([&] { silu_cpu(torch::ones({2}, torch::kDouble)); }).find("fp32 or bf16"),
             std::string::npos);
 }
@@ -252,13 +298,14 @@ TEST(CpuKernels, UNetChannelsLastPathMatchesPlainPathInFp32) {
 // channels-last path's outputs and parameter gradients stay within 5% of each
 // tensor's largest fp32 entry, or within twice the plain bf16 path's own error.
 TEST(CpuKernels, UNetChannelsLastPathMatchesPlainPathInBf16) {
-  auto net = small_net();
+  auto net = small_net({3});
   torch::manual_seed(23);
-  auto x = torch::randn({4, 5, 24});
+  auto x = torch::randn({4, 5, 21});
   auto t = torch::randint(0, 50, {4}, torch::kLong);
-  auto fast = run(net, true, x, t, {}, true);
-  auto plain = run(net, false, x, t, {}, true);
-  auto exact = run(net, false, x, t, {}, false);
+  auto cond = torch::tensor({0, 2, 1, 2}, torch::kLong).view({4, 1});
+  auto fast = run(net, true, x, t, cond, true);
+  auto plain = run(net, false, x, t, cond, true);
+  auto exact = run(net, false, x, t, cond, false);
   auto rel = [](const Tensor& a, const Tensor& ref) {
     return max_abs(a - ref) / std::max(1e-6, max_abs(ref));
   };

@@ -25,6 +25,9 @@ UNet random_net(UNetConfig uc, uint64_t seed = 11) {
       kv.value().copy_(torch::randn_like(kv.value()) * 0.5 +
                        (kv.key().find("weight") != std::string::npos ? 1.0 : 0.0));
   net->eval();
+  // The reference is LibTorch's path, independent of the CPU kernel that the
+  // prepared network's channels-last path shares with the module's.
+  net->set_cpu_kernels(false);
   return net;
 }
 

@@ -14,7 +14,8 @@
 // The loops below are plain C++ that the compiler vectorises; on x86-64 Linux
 // with GCC each is also built for AVX2 and AVX-512 and picked at load time, so
 // one binary runs everywhere and uses the widest vectors the CPU has.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) && \
+    defined(__GLIBC__)
 #define HEALTHGYM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define HEALTHGYM_CLONES
@@ -77,6 +78,19 @@ HEALTHGYM_INLINE float exp_approx(float x) {
   return p * scale;
 }
 
+// silu(a) and sigmoid(a) given ex = exp_approx(-a). Below -88, where
+// exp_approx saturates, they are 0 (times a: silu(-inf) is NaN, as LibTorch's);
+// NaN stays NaN through a.
+HEALTHGYM_INLINE float silu_from(float a, float ex) {
+  const float v = a / (1.0f + ex);
+  return a < -88.0f ? 0.0f * a : v;
+}
+
+HEALTHGYM_INLINE float sigmoid_from(float a, float ex) {
+  const float s = 1.0f / (1.0f + ex);
+  return a < -88.0f ? 0.0f : s;
+}
+
 // Per-channel sums over one sample's rows, then per group: mean and
 // 1 / sqrt(biased variance + eps), the variance from centred squares.
 HEALTHGYM_CLONES void group_stats(const float* x, int64_t length, int64_t channels, int64_t groups,
@@ -118,7 +132,7 @@ HEALTHGYM_CLONES void silu_affine_rows(const float* x, float* y, int64_t length,
     const float* in = x + l * channels;
     float* out = y + l * channels;
     for (int64_t c = 0; c < channels; ++c) ex[c] = exp_approx(-(in[c] * scale[c] + shift[c]));
-    for (int64_t c = 0; c < channels; ++c) out[c] = (in[c] * scale[c] + shift[c]) / (1.0f + ex[c]);
+    for (int64_t c = 0; c < channels; ++c) out[c] = silu_from(in[c] * scale[c] + shift[c], ex[c]);
   }
 }
 
@@ -136,7 +150,7 @@ HEALTHGYM_CLONES void silu_affine_backward_rows(
     for (int64_t c = 0; c < channels; ++c) ex[c] = exp_approx(-(xr[c] * scale[c] + shift[c]));
     for (int64_t c = 0; c < channels; ++c) {
       const float a = xr[c] * scale[c] + shift[c];
-      const float s = 1.0f / (1.0f + ex[c]);
+      const float s = sigmoid_from(a, ex[c]);
       const float d = dyr[c] * s * (1.0f + a * (1.0f - s));
       dar[c] = d;
       s1[c] += d;
@@ -160,14 +174,14 @@ HEALTHGYM_CLONES void affine3_rows(const float* in, const float* x, float* out, 
 // silu over n values, and its backward dx = dy silu'(a); ex as in silu_affine_rows.
 HEALTHGYM_CLONES void silu_values(const float* a, float* y, int64_t n, float* ex) {
   for (int64_t i = 0; i < n; ++i) ex[i] = exp_approx(-a[i]);
-  for (int64_t i = 0; i < n; ++i) y[i] = a[i] / (1.0f + ex[i]);
+  for (int64_t i = 0; i < n; ++i) y[i] = silu_from(a[i], ex[i]);
 }
 
 HEALTHGYM_CLONES void silu_backward_values(const float* a, const float* dy, float* dx, int64_t n,
                                            float* ex) {
   for (int64_t i = 0; i < n; ++i) ex[i] = exp_approx(-a[i]);
   for (int64_t i = 0; i < n; ++i) {
-    const float s = 1.0f / (1.0f + ex[i]);
+    const float s = sigmoid_from(a[i], ex[i]);
     dx[i] = dy[i] * s * (1.0f + a[i] * (1.0f - s));
   }
 }
@@ -440,7 +454,8 @@ class SiluFunction : public torch::autograd::Function<SiluFunction> {
     const auto x = ctx->get_saved_variables()[0];
     Tensor dy = grads[0];
     if (!dy.defined()) return {Tensor()};
-    if (dy.scalar_type() != x.scalar_type()) dy = dy.to(x.scalar_type());
+    if (dy.scalar_type() != torch::kFloat && dy.scalar_type() != torch::kBFloat16)
+      dy = dy.to(torch::kFloat);
     dy = dy.contiguous();
     auto dx = torch::empty_like(x);
     map_blocks(x, dy, dx, [](const float* a, const float* g, float* out, int64_t n, float* ex) {

@@ -215,7 +215,11 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x_in, const torch::Tensor& 
       ce = ce.defined() ? ce + e : e;
     }
   }
-  if (cpu_kernels_ && x_in.device().is_cpu()) return forward_channels_last(x_in, t, ce);
+  // The kernels take fp32 and bf16: under fp16 autocast (LibTorch 2.x) the plain path.
+  if (cpu_kernels_ && x_in.device().is_cpu() &&
+      (!compat::autocast_enabled(torch::kCPU) ||
+       compat::autocast_dtype(torch::kCPU) == torch::kBFloat16))
+    return forward_channels_last(x_in, t, ce);
   // Per-time MLP: features -> C -> C, applied along the channel axis.
   auto x = in2_(torch::silu(in1_(x_in.transpose(1, 2)))).transpose(1, 2).contiguous();
   std::vector<torch::Tensor> skips;
@@ -249,13 +253,7 @@ torch::Tensor UNetImpl::forward_channels_last(const torch::Tensor& x_in, const t
                        ? torch::kBFloat16
                        : torch::kFloat;
   const int64_t batch = x_in.size(0);
-  auto silu = [](const torch::Tensor& v) {
-    return v.scalar_type() == torch::kFloat || v.scalar_type() == torch::kBFloat16 ? silu_cpu(v)
-                                                                                   : torch::silu(v);
-  };
-  auto x = in2_(silu(in1_(x_in.transpose(1, 2))));  // [B, L, C]
-  if (x.scalar_type() != torch::kFloat && x.scalar_type() != torch::kBFloat16)
-    x = x.to(torch::kFloat);  // fp16 autocast (LibTorch 2.x): the kernel takes fp32 or bf16
+  auto x = in2_(silu_cpu(in1_(x_in.transpose(1, 2))));  // [B, L, C]
   std::vector<torch::Tensor> skips;
   for (int64_t i = 0; i < config_.levels; ++i) {
     auto [g, b] = film_down_[i]->as<FiLM>()->forward(t, ce);
@@ -283,7 +281,7 @@ torch::Tensor UNetImpl::forward_channels_last(const torch::Tensor& x_in, const t
     x = up_[i]->as<ResBlock>()->forward_channels_last(y + s, g, b, act);
   }
   x = conv1d_channels_last(x, out_conv_->weight, out_conv_->bias, 1, 1);
-  return out2_(silu(out1_(x))).transpose(1, 2).contiguous();
+  return out2_(silu_cpu(out1_(x))).transpose(1, 2).contiguous();
 }
 
 int64_t count_parameters(torch::nn::Module& module) {
