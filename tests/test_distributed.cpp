@@ -187,7 +187,8 @@ class Distributed : public ::testing::Test {
   }
   std::string train_args(int epochs, int batch = 16) const {
     return " train --data " + data_ +
-           " --id id --time day --hidden 16 --n-steps 20 --seed 5 --threads 1 --batch " +
+           " --id id --time day --hidden 16 --n-steps 20 --seed 5 --threads 1 --precision fp32 "
+           "--batch " +
            std::to_string(batch) + " --epochs " + std::to_string(epochs);
   }
   TempDir dir_;

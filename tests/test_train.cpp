@@ -439,6 +439,24 @@ TEST(Sample, SeedPresetReproducesTheOriginalChainForAFixedSeed) {
   EXPECT_EQ(healthgym::testing::read_file(s.out_path), expected);
 }
 
+// The default preset's precision is auto: bf16 on a CPU with native bf16, fp32
+// elsewhere; the checkpoint records the precision used, never "auto".
+TEST(Train, AutoPrecisionIsResolvedAndRecorded) {
+  EXPECT_EQ(default_preset().precision, Precision::kAuto);
+  EXPECT_EQ(seed_preset().precision, Precision::kFp32);
+  EXPECT_EQ(precision_from_string("auto"), Precision::kAuto);
+  const auto expected = cpu_has_native_bf16() ? Precision::kBf16 : Precision::kFp32;
+  EXPECT_EQ(auto_precision(torch::kCPU), expected);
+  EXPECT_EQ(resolve_precision(Precision::kFp32, torch::kCPU), Precision::kFp32);
+  TempDir dir;
+  auto c = tiny_config(dir, 20);
+  c.epochs = 1;
+  c.precision = Precision::kAuto;
+  train(c);
+  auto ck = load_checkpoint(c.out_path);
+  EXPECT_EQ(ck.meta.at("train_config").at("precision").get<std::string>(), to_string(expected));
+}
+
 TEST(Train, PresetsSetTheFillWeightAndRangeTail) {
   // The seed preset keeps the original's objective and scaling.
   EXPECT_EQ(seed_preset().fill_weight, 0.0);

@@ -137,6 +137,8 @@ inline TrainConfig small_config(const TempDir& dir, TrainConfig base, const std:
   base.hidden = 16;
   base.diffusion.n_steps = 20;
   base.epochs = 1;
+  // The default preset's auto precision depends on the CPU; tests pin fp32.
+  if (base.precision == Precision::kAuto) base.precision = Precision::kFp32;
   return base;
 }
 
@@ -153,6 +155,7 @@ inline TrainConfig tiny_run_config(TrainConfig base, const std::string& data_pat
   base.levels = 1;
   base.diffusion.n_steps = 10;
   base.epochs = 1;
+  if (base.precision == Precision::kAuto) base.precision = Precision::kFp32;
   return base;
 }
 

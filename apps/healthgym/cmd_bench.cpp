@@ -35,8 +35,9 @@ Action register_bench(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--threads", c.threads, "CPU threads (0 = all cores)")->capture_default_str();
   sub->add_option("--device", c.device, "cpu or cuda[:N]")->capture_default_str();
-  sub->add_option("--precision", o->precision, "fp32 | bf16 | fp16 (CUDA)")
-      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
+  sub->add_option("--precision", o->precision,
+                  "fp32 | bf16 | fp16 (CUDA) | auto (bf16 on a CPU with native bf16, else fp32)")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16", "auto"}))
       ->capture_default_str();
   sub->add_option("--sampler", o->sampler, "ddpm (T steps) or ddim (--ddim-steps)")
       ->check(CLI::IsMember({"ddpm", "ddim"}))

@@ -60,8 +60,10 @@ Action register_sample(CLI::App& app) {
   sub->add_option("--first-id", c.first_id, "Number of the first synthetic patient")
       ->capture_default_str();
   sub->add_option("--device", c.device, "cpu or cuda[:N]")->capture_default_str();
-  sub->add_option("--precision", o->precision, "fp32 | bf16 | fp16 (CUDA) for the network")
-      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
+  sub->add_option("--precision", o->precision,
+                  "fp32 | bf16 | fp16 (CUDA) | auto (bf16 on a CPU with native bf16, else fp32) "
+                  "for the network")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16", "auto"}))
       ->capture_default_str();
   sub->add_option("--statics", o->statics,
                   "chain: static variables held to one value per patient at every denoising "

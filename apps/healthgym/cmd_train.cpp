@@ -192,9 +192,11 @@ Action register_train(CLI::App& app) {
   ov.add(sub, "--shift", "Box-Cox shift eps (x + eps is transformed)", d.shift,
          [](TrainConfig& c, double v) { c.shift = v; });
   sub->add_option("--precision", o->precision,
-                  "fp32 | bf16 (autocast, no scaler) | fp16 (autocast + gradient scaler; CUDA)")
-      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
-      ->default_str("fp32");
+                  "auto: bf16 on a CPU with native bf16 (AVX-512 BF16 or AMX), fp32 elsewhere "
+                  "| fp32 | bf16 (autocast, no scaler) | fp16 (autocast + gradient scaler; "
+                  "CUDA). The checkpoint records the one used")
+      ->check(CLI::IsMember({"auto", "fp32", "bf16", "fp16"}))
+      ->default_str("auto (seed preset: fp32)");
   ov.add(sub, "--seed", "Random seed (same seed and data: same weights on CPU)", d.seed,
          [](TrainConfig& c, uint64_t v) { c.seed = v; });
   ov.add(sub, "--device", "cpu or cuda[:N]", d.device,

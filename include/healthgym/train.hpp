@@ -15,9 +15,19 @@
 
 namespace healthgym {
 
-enum class Precision { kFp32, kBf16, kFp16 };
+// kAuto: resolved by auto_precision() when a run starts (checkpoints hold the result).
+enum class Precision { kFp32, kBf16, kFp16, kAuto };
 std::string to_string(Precision p);
 Precision precision_from_string(const std::string& s);  // throws UsageError
+// Whether this CPU does bf16 arithmetic natively (AVX-512 BF16 or AMX, read from
+// /proc/cpuinfo; false where that cannot be read).
+bool cpu_has_native_bf16();
+// What kAuto means on `device`: bf16 on a CPU with native bf16 (the same
+// training quality in 55-61% of fp32's time: docs/PRECISION.md), fp32 elsewhere
+// (bf16 without hardware support, and bf16's quality on CUDA, are unmeasured).
+Precision auto_precision(const torch::Device& device);
+// p, or auto_precision(device) when p is kAuto.
+Precision resolve_precision(Precision p, const torch::Device& device);
 
 struct TrainConfig {
   // Data

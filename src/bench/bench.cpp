@@ -72,9 +72,11 @@ double peak_matmul_gflops(const torch::Device& device, torch::ScalarType dtype) 
 
 }  // namespace
 
-json run_bench(const BenchConfig& c) {
-  c.validate();
-  torch::Device device(c.device);
+json run_bench(const BenchConfig& config) {
+  config.validate();
+  torch::Device device(config.device);
+  BenchConfig c = config;
+  c.precision = resolve_precision(c.precision, device);
   if (device.is_cuda() && !torch::cuda::is_available())
     throw UsageError("--device " + c.device + " asked for, but no CUDA device is available");
   if (c.precision == Precision::kFp16 && !device.is_cuda() &&

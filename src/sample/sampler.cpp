@@ -132,9 +132,10 @@ Cohort generate_cohort(DiffusionModel& model, const SampleConfig& cfg, SampleRes
   cfg.validate();
   const auto t0 = std::chrono::steady_clock::now();
   const auto device = model.schedule->betas.device();
-  const bool autocast = cfg.precision != Precision::kFp32;
-  const auto amp_dtype = cfg.precision == Precision::kBf16 ? torch::kBFloat16 : torch::kHalf;
-  if (cfg.precision == Precision::kFp16 && !device.is_cuda() &&
+  const Precision precision = resolve_precision(cfg.precision, device);
+  const bool autocast = precision != Precision::kFp32;
+  const auto amp_dtype = precision == Precision::kBf16 ? torch::kBFloat16 : torch::kHalf;
+  if (precision == Precision::kFp16 && !device.is_cuda() &&
       !compat::cpu_autocast_supports(torch::kHalf))
     throw UsageError("--precision fp16 needs a CUDA device with this LibTorch; use bf16 or fp32");
   const bool prepared = cfg.prepared.value_or(false);

@@ -98,6 +98,7 @@ TrainResult train(const TrainConfig& given, const TrainCallbacks& cb) {
                        std::to_string(resumed.epoch) + " epochs already in " + given.resume_path);
   }
   torch::Device device = parse_device(cfg.device);
+  cfg.precision = resolve_precision(cfg.precision, device);  // checkpoints hold the result
   if (given.dist.enabled() && device.is_cuda() && !device.has_index())
     device = torch::Device(torch::kCUDA, static_cast<torch::DeviceIndex>(given.dist.local_rank));
   prepare_device(device);
