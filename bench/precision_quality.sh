@@ -34,6 +34,18 @@ for p in $ARMS; do
   "$HG" evaluate --real "$OUT/real.csv" --synthetic "$OUT/$p.csv" --holdout "$OUT/holdout.csv" \
     --id id --time day --out "$OUT/$p.eval" >"$OUT/$p.eval.log" 2>&1
 done
+# Sampling precision: the bf16-kernels checkpoint sampled in fp32 and in bf16 with the
+# same 3 seeds (the chain's own noise is the same draw; only the network's rounding differs).
+SEEDS="1 2 3"
+for p in fp32 bf16; do
+  for s in $SEEDS; do
+    "$HG" sample --model "$OUT/bf16-kernels.hg" --n 250 --sampler ddim --sample-steps 25 \
+      --seed "$s" --precision "$p" --out "$OUT/sample-$p-$s.csv" >"$OUT/sample-$p-$s.log" 2>&1
+    "$HG" evaluate --real "$OUT/real.csv" --synthetic "$OUT/sample-$p-$s.csv" \
+      --holdout "$OUT/holdout.csv" --id id --time day --out "$OUT/sample-$p-$s.eval" \
+      >"$OUT/sample-$p-$s.eval.log" 2>&1
+  done
+done
 /usr/bin/python3 - "$OUT" "$EPOCHS" "$HIDDEN" $ARMS <<'PY'
 import csv, json, sys
 out, epochs, hidden, *arms = sys.argv[1:]
@@ -57,4 +69,18 @@ print("| | " + " | ".join(arms) + " |\n|---|" + "---|" * len(arms))
 f = lambda v: "n/a" if v is None else f"{v:.4g}"
 for k in rows[arms[0]]:
     print(f"| {k} | " + " | ".join(f(rows[a][k]) for a in arms) + " |")
+print("\nSampling precision: the bf16-kernels checkpoint sampled 250 with DDIM 25 in fp32 and in "
+      "bf16, seeds 1, 2, 3 (each cell fp32 / bf16).\n")
+keys = [("discriminative", lambda s: s["discriminative"]["mean"]), ("mean KS", lambda s: s["mean_ks"]),
+        ("mean TVD", lambda s: s["mean_tvd"]), ("missing-rate MAD", lambda s: s["missing_rate_mad"]),
+        ("correlation MAD", lambda s: s["corr_mad"]), ("trend corr MAD", lambda s: s["trend_corr_mad"]),
+        ("autocorrelation MAD", lambda s: s["acf_mad"]),
+        ("predictive MAE (synthetic)", lambda s: s["predictive"]["synthetic_mae"])]
+seeds = (1, 2, 3)
+ev = {(p, s): json.load(open(f"{out}/sample-{p}-{s}.eval/report.json"))["summary"]
+      for p in ("fp32", "bf16") for s in seeds}
+print("| | " + " | ".join(f"seed {s}" for s in seeds) + " |\n|---|" + "---|" * len(seeds))
+for name, get in keys:
+    print(f"| {name} | " + " | ".join(f"{f(get(ev[('fp32', s)]))} / {f(get(ev[('bf16', s)]))}"
+                                      for s in seeds) + " |")
 PY

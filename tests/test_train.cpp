@@ -457,6 +457,26 @@ TEST(Train, AutoPrecisionIsResolvedAndRecorded) {
   EXPECT_EQ(ck.meta.at("train_config").at("precision").get<std::string>(), to_string(expected));
 }
 
+// Sampling's auto precision: the CPU's for default-preset models, fp32 for
+// seed-preset ones (their samples stay the original's).
+TEST(Sample, AutoPrecisionFollowsThePresetAndTheCpu) {
+  for (const auto& preset : {default_preset(), seed_preset()}) {
+    TempDir dir;
+    auto c = healthgym::testing::small_config(dir, preset, "pbcseq", 20);
+    train(c);
+    auto run = [&](Precision p, const std::string& name) {
+      auto s = healthgym::testing::ddim_config(c.out_path, dir.file(name), 4, 5);
+      s.seed = 3;
+      s.guardrail = false;  // a one-epoch model: guardrail rejections are not the point
+      s.precision = p;
+      sample_to_csv(s);
+      return healthgym::testing::read_file(s.out_path);
+    };
+    const auto expected = preset.preset == "seed" ? Precision::kFp32 : auto_precision(torch::kCPU);
+    EXPECT_EQ(run(Precision::kAuto, "auto.csv"), run(expected, "explicit.csv")) << preset.preset;
+  }
+}
+
 TEST(Train, PresetsSetTheFillWeightAndRangeTail) {
   // The seed preset keeps the original's objective and scaling.
   EXPECT_EQ(seed_preset().fill_weight, 0.0);

@@ -18,7 +18,7 @@ Action register_sample(CLI::App& app) {
   struct Opts {
     SampleConfig cfg;
     std::string categorical = "argmax";
-    std::string precision = "fp32";
+    std::string precision = "auto";
     bool no_guardrail = false;
     std::string statics;
     std::string sampler = "ddpm";
@@ -61,8 +61,9 @@ Action register_sample(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--device", c.device, "cpu or cuda[:N]")->capture_default_str();
   sub->add_option("--precision", o->precision,
-                  "fp32 | bf16 | fp16 (CUDA) | auto (bf16 on a CPU with native bf16, else fp32) "
-                  "for the network")
+                  "the network's: auto (bf16 on a CPU with native bf16, AVX-512 BF16 or AMX; "
+                  "fp32 elsewhere and for seed-preset models, whose samples stay the "
+                  "original's) | fp32 | bf16 | fp16 (CUDA)")
       ->check(CLI::IsMember({"fp32", "bf16", "fp16", "auto"}))
       ->capture_default_str();
   sub->add_option("--statics", o->statics,

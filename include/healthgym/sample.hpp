@@ -41,6 +41,8 @@ struct SampleConfig {
   double temperature = 0.1;
   uint64_t seed = 0;
   std::string device = "cpu";
+  // kAuto: bf16 on a CPU with native bf16, fp32 elsewhere and for seed-preset
+  // checkpoints (sample_to_csv), whose samples stay the original's.
   Precision precision = Precision::kFp32;
   int64_t first_id = 1;
   // Hold static variables constant per patient; unset follows the checkpoint's

@@ -327,6 +327,7 @@ SampleResult sample_to_csv(const SampleConfig& cfg,
   if (!resolved.fill.has_value()) resolved.fill = !seed_preset;
   if (!resolved.use_ema.has_value()) resolved.use_ema = !seed_preset && ckpt.model.ema;
   if (!resolved.prepared.has_value()) resolved.prepared = !seed_preset;
+  if (resolved.precision == Precision::kAuto && seed_preset) resolved.precision = Precision::kFp32;
   if (!resolved.observations.has_value())
     resolved.observations = !seed_preset && ckpt.model.observations.sparse()
                                 ? ObservationSource::kModel
