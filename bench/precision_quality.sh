@@ -29,8 +29,9 @@ for p in $ARMS; do
     >"$OUT/$p.train.log" 2>&1
   end=$(date +%s.%N)
   awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f\n", b - a }' >"$OUT/$p.seconds"
+  # Sampled in fp32 whatever the training precision: this table compares training.
   "$HG" sample --model "$OUT/$p.hg" --n 250 --sampler ddim --sample-steps 25 --seed 1 \
-    --out "$OUT/$p.csv" >"$OUT/$p.sample.log" 2>&1
+    --precision fp32 --out "$OUT/$p.csv" >"$OUT/$p.sample.log" 2>&1
   "$HG" evaluate --real "$OUT/real.csv" --synthetic "$OUT/$p.csv" --holdout "$OUT/holdout.csv" \
     --id id --time day --out "$OUT/$p.eval" >"$OUT/$p.eval.log" 2>&1
 done
