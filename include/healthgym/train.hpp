@@ -23,7 +23,7 @@ Precision precision_from_string(const std::string& s);  // throws UsageError
 // /proc/cpuinfo; false where that cannot be read).
 bool cpu_has_native_bf16();
 // What kAuto means on `device`: bf16 on a CPU with native bf16 (the same
-// training quality in 55-61% of fp32's time: docs/PRECISION.md), fp32 elsewhere
+// training quality in 52-61% of fp32's time: docs/PRECISION.md), fp32 elsewhere
 // (bf16 without hardware support, and bf16's quality on CUDA, are unmeasured).
 Precision auto_precision(const torch::Device& device);
 // p, or auto_precision(device) when p is kAuto.

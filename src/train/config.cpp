@@ -221,7 +221,7 @@ TrainConfig default_preset() {
   TrainConfig c = seed_preset();
   c.preset = "default";
   // bf16 where the CPU has it: the same loss and evaluate scores as fp32 in
-  // 55-61% of the training time (docs/PRECISION.md).
+  // 52-61% of the training time (docs/PRECISION.md).
   c.precision = Precision::kAuto;
   // Also a privacy bound on small cohorts: on pbcseq's 250 patients ~240 epochs
   // raised the membership AUC to 0.545 over three seeds, 0.519 at 100 (README).
