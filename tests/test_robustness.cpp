@@ -86,7 +86,7 @@ healthgym::testing::CommandResult train_and_signal(const TempDir& dir, const std
       "run_" + signal + ".sh", "set -u\n" + kBin + " train " + args + " --out " + model +
                                    " --threads 1 > " + model +
                                    ".out 2>&1 &\npid=$!\n"
-                                   "for i in $(seq 1 600); do [ -f " +
+                                   "for i in $(seq 1 2400); do [ -f " +
                                    model + " ] && break; sleep 0.05; done\nkill -" + signal +
                                    " $pid\nwait $pid\nrc=$?\ncat " + model + ".out\nexit $rc\n");
   return healthgym::testing::run_command("bash " + script);
@@ -100,7 +100,7 @@ TEST(CrashSafety, SigintSavesAndSigkillLosesNothingSaved) {
       dir, healthgym::testing::source_path("data/pbcseq.csv"), 60, "pbc.csv");
   const std::string args = "--data " + data +
                            " --id id --time day --hidden 16 --n-steps 20 --batch 8 "
-                           "--epochs 40 --seed 3";
+                           "--epochs 40 --seed 3 --precision fp32";
   auto straight = healthgym::testing::run_command(kBin + " train " + args + " --out " +
                                                   dir.file("straight.hg") + " --threads 1");
   ASSERT_EQ(straight.exit_code, 0) << straight.output;
