@@ -7,7 +7,7 @@
 # or hangs still leaves the others' results.
 #   scripts/gpu_check.sh            PYTHON=/path/to/python3 scripts/gpu_check.sh
 #   STAGES="tests bench" scripts/gpu_check.sh    # the build, then only those stages
-#   BENCH=quick: one reference run and the main variants only (a short check)
+#   BENCH=quick: the main variants only, no sample-batch sweep (a short check)
 # Stages (STAGES, default all): tests (the CUDA tests), bench (against the
 # reference), product (train and sample on the GPU), suite (ctest, evaluate).
 set -uo pipefail
@@ -72,38 +72,38 @@ if want tests; then
 fi
 
 # Bench against the reference at its shapes, alternating; the main pair twice.
-# A variant is "precision graph prepared [layout]"; its log is
-# hg_PRECISION_GRAPH[_module][_cf]_ROUND.
+# A variant is "precision graph prepared [layout [streams]]"; its log is
+# hg_PRECISION_GRAPH[_module][_cf][_sN]_ROUND.
 if want bench; then
-  rounds="1 2"
-  [ "${BENCH:-full}" = quick ] && rounds=1
-  for round in $rounds; do
+  for round in 1 2; do
     stage "ref_$round" 120 "$py" bench/seed_reference.py --device cuda --train-steps 50
     tail -n 1 "$out/ref_$round.log"
     variants=("bf16 auto on")
-    [ "$round" = 1 ] && variants+=("bf16 auto on channels-first")
-    [ "$round" = 1 ] && [ "${BENCH:-full}" != quick ] && variants+=("bf16 auto off"
-      "fp32 auto on" "fp16 auto on" "fp16 off off" "bf16 off off")
+    [ "$round" = 1 ] && variants+=("bf16 auto on channels-first" "fp32 auto on")
+    [ "$round" = 1 ] && [ "${BENCH:-full}" != quick ] && variants+=("bf16 auto on auto 2"
+      "bf16 auto off" "fp16 auto on" "fp16 off off" "bf16 off off")
     for v in "${variants[@]}"; do
       # shellcheck disable=SC2086 # a variant is words
       set -- $v
-      layout=${4:-auto}
+      layout=${4:-auto} streams=${5:-1}
       name="hg_${1}_${2}"
       [ "$3" = off ] && [ "$2" != off ] && name+="_module"
       [ "$layout" = channels-first ] && name+="_cf"
+      [ "$streams" != 1 ] && name+="_s$streams"
       stage "${name}_$round" 120 "$bin" bench --device cuda --train-steps 50 \
-        --precision "$1" --graph "$2" --prepared "$3" --layout "$layout"
+        --precision "$1" --graph "$2" --prepared "$3" --layout "$layout" --streams "$streams"
       tail -n 1 "$out/${name}_$round.log"
     done
   done
   stage hg_bf16_ddim25 120 "$bin" bench --device cuda --train-steps 50 --precision bf16 \
     --sampler ddim --ddim-steps 25
   tail -n 1 "$out/hg_bf16_ddim25.log"
-fi
-if want bench && [ "${BENCH:-full}" != quick ]; then
   # What the step is made of: its operations one by one, and the reference network
   # itself replayed as a CUDA graph.
   stage kernels_bf16 90 "$py" bench/gpu_kernels.py
+  cat "$out/kernels_bf16.log"
+fi
+if want bench && [ "${BENCH:-full}" != quick ]; then
   stage kernels_fp32 90 "$py" bench/gpu_kernels.py --dtype fp32
   # Throughput against the sample batch (the reference's too), whole DDPM chain.
   for sb in 400 1600; do

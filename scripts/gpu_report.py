@@ -27,10 +27,13 @@ ref = runs("ref_[0-9].log")
 r_train = statistics.median(r["train_seq_per_s"] for r in ref)
 r_sample = statistics.median(r["sample_seq_per_s"] for r in ref)
 rows = [
-    ("bf16: fused step + CUDA graphs; prepared network (channels-last, healthgym's GroupNorm+SiLU "
-     "kernel), graphed chain, DDPM 500", "hg_bf16_auto_[0-9].log"),
+    ("bf16: fused step + CUDA graphs; prepared network (channels-last: healthgym's "
+     "GroupNorm+FiLM+SiLU kernel, convolution biases and skip sums folded into its kernels), "
+     "graphed chain, DDPM 500", "hg_bf16_auto_[0-9].log"),
     ("bf16: the same with library kernels only, channels-first (--layout channels-first)",
      "hg_bf16_auto_cf_[0-9].log"),
+    ("bf16: the first row with each sample batch split across 2 CUDA streams (--streams 2)",
+     "hg_bf16_auto_s2_[0-9].log"),
     ("bf16: the same, sampling through the training module under autocast (--prepared off)",
      "hg_bf16_auto_module_[0-9].log"),
     ("fp32: fused step + CUDA graphs; prepared network, graphed chain", "hg_fp32_auto_[0-9].log"),
@@ -64,6 +67,16 @@ for name, pat in rows:
         modes += f', {hs[0].get("sample_layout", "channels-first")}'
     print(f"| {name} | {len(hs)} | {r_train:.0f} → {t:.0f} | {t / r_train:.2f}× | "
           f"{r_sample:.1f} → {s:.1f} | {s / r_sample:.2f}× | {modes} |")
+main_runs = runs("hg_bf16_auto_[0-9].log")
+if len(ref) > 1 and main_runs:
+    rs = [r["sample_seq_per_s"] for r in ref]
+    hs = [h["sample_seq_per_s"] for h in main_runs]
+    print(f"\nSpread over the runs: the reference sampled {min(rs):.1f} to {max(rs):.1f} "
+          f"sequences/s (eager: its step takes several times the same network's CUDA graph "
+          f"replay below, so the host's kernel launches set its pace), healthgym's "
+          f"first row {min(hs):.1f} to {max(hs):.1f}; the sampling ratio against the "
+          f"reference's fastest run is {statistics.median(hs) / max(rs):.2f}×, against its "
+          f"slowest {statistics.median(hs) / min(rs):.2f}×.")
 print()
 sb = []
 for p in sorted(glob.glob(os.path.join(d, "ref_sb*.log"))):
@@ -97,16 +110,22 @@ if kernels:
     print("```\n")
     print("A step runs 20 k3 convolutions (two per residual block, the output one, and the "
           "three transposed ones as k3 with 2C outputs), 3 stride-2 ones, 4 per-time linear layers "
-          "and 16 GroupNorms over lengths 100, 50, 25 and 12. cuDNN's Conv1d alone takes "
-          "18-37 µs per call at these shapes (26-108 TFLOP/s), GroupNorm 8-19 µs: the "
-          "library kernels of one step add up to more than the 0.45 ms that 10× needs, and "
-          "the reference network replayed as a graph by PyTorch itself is no faster than "
-          "healthgym's step. Hence kernels of our own: with `-DHEALTHGYM_CUDA_KERNELS=ON` "
-          "the prepared network keeps activations channels-last (cuDNN's channels-last "
-          "convolutions, about 1.7× faster here), with each GroupNorm, its FiLM and SiLU one "
-          "kernel (`src/cuda/group_norm_silu.cu`); the first two rows of the table compare it "
-          "with the library path. Larger sample batches raise both implementations' "
-          "throughput (the sweep above).\n")
+          "and 16 GroupNorms over lengths 100, 50, 25 and 12. cuDNN's Conv1d takes 18-37 µs per "
+          "call at these shapes and LibTorch's GroupNorm 8-19 µs, so library kernels alone "
+          "cannot reach 10×, and the reference network replayed as a graph by PyTorch itself "
+          "is no faster than healthgym's library path. Hence kernels of our own (CMake's "
+          "`HEALTHGYM_CUDA_KERNELS`, on by default where a CUDA compiler is found): the "
+          "prepared network keeps activations channels-last (cuDNN's channels-last "
+          "convolutions, the second column above); each GroupNorm with its FiLM and SiLU is "
+          "one kernel that reads its group once into registers (`src/cuda/group_norm_silu.cu`); "
+          "the convolutions run without bias, each bias added by the kernel that reads their "
+          "output next (a block's first convolution's by the second normalisation, its second "
+          "one's and a pooling's with the residual sum, an upsampling's with the skip sum and "
+          "length alignment in one pass); the DDPM update is three in-place passes. The first "
+          "two rows of the table compare this with the library path. The 3 GEMMs column "
+          "(the k3 convolution as three matrix products over a zero-padded buffer) is a "
+          "measured alternative not taken: faster only at length 100 and 50 (by 2-4 µs), and "
+          "it would need padded activations throughout.\n")
 best = runs("hg_bf16_auto_[0-9].log")
 if best:
     b = best[0]

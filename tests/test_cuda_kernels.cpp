@@ -72,6 +72,62 @@ TEST(GroupNormSilu, NamesBadArguments) {
             std::string::npos);
 }
 
+// A convolution's bias folded into the normalisation's input: the same as
+// adding it first (reference and, on the CPU, healthgym's CPU kernel).
+TEST(GroupNormSilu, InputBiasIsAddedBeforeTheStatistics) {
+  torch::manual_seed(3);
+  auto x = torch::randn({3, 7, 8});
+  auto bias = torch::randn({8}) * 4;
+  auto scale = torch::randn({3, 8}), shift = torch::randn({8});
+  auto want = group_norm_silu_reference(x + bias, 2, scale, shift, 1e-5);
+  EXPECT_TRUE(
+      torch::allclose(group_norm_silu_reference(x, 2, scale, shift, 1e-5, bias), want, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(group_norm_silu_channels_last(x, 2, scale, shift, 1e-5, bias), want,
+                              1e-5, 1e-5));
+  auto xb = x.to(torch::kBFloat16);
+  auto got = group_norm_silu_channels_last(xb, 2, scale, shift, 1e-5, bias);
+  EXPECT_EQ(got.scalar_type(), torch::kBFloat16);
+  EXPECT_TRUE(torch::allclose(
+      got.to(torch::kFloat),
+      group_norm_silu_reference(xb.to(torch::kFloat) + bias, 2, scale, shift, 1e-5), 2e-2, 2e-2));
+  EXPECT_NE(message_of([&] {
+              group_norm_silu_channels_last(x, 2, scale, shift, 1e-5, torch::ones({3, 8}));
+            }).find("in_bias must be fp32 on cpu, [8], got [3, 8]"),
+            std::string::npos);
+}
+
+// a plus bias, cut or zero-padded to r's length, plus r: worked by hand.
+TEST(AddAligned, ReferenceMatchesAHandComputation) {
+  auto a = torch::arange(12, torch::kFloat).view({2, 3, 2});  // a[b, l, c] = 6b + 2l + c
+  auto r = torch::full({2, 4, 2}, 100.f);
+  auto bias = torch::tensor({0.5f, -0.5f});
+  auto padded = add_aligned_channels_last(a, bias, r);  // l = 3: no row of a, no bias
+  ASSERT_EQ(padded.sizes(), r.sizes());
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t l = 0; l < 4; ++l)
+      for (int64_t c = 0; c < 2; ++c) {
+        const double want = 100 + (l < 3 ? 6 * b + 2 * l + c + (c == 0 ? 0.5 : -0.5) : 0);
+        EXPECT_FLOAT_EQ(padded[b][l][c].item<float>(), want) << b << " " << l << " " << c;
+      }
+  auto cut = add_aligned_channels_last(a, {}, torch::zeros({2, 2, 2}));
+  EXPECT_TRUE(torch::equal(cut, a.narrow(1, 0, 2)));
+  auto rb = r.to(torch::kBFloat16);
+  EXPECT_EQ(add_aligned_channels_last(a.to(torch::kBFloat16), bias, rb).scalar_type(),
+            torch::kBFloat16);
+  EXPECT_NE(message_of([&] {
+              add_aligned_channels_last(a.to(torch::kBFloat16), bias, r);
+            }).find("of r's type"),
+            std::string::npos);
+  EXPECT_NE(message_of([&] {
+              add_aligned_channels_last(torch::zeros({2, 3, 3}), bias, r);
+            }).find("a must be [2, length, 2]"),
+            std::string::npos);
+  EXPECT_NE(message_of([&] {
+              add_aligned_channels_last(a, torch::ones({3}), r);
+            }).find("bias must be fp32 on cpu, [2]"),
+            std::string::npos);
+}
+
 // The kernel against the reference: shapes with groups of one channel, odd
 // widths, a single step, the reference shapes; shared, per-sample and mixed
 // affines; inputs far from zero (the statistics' cancellation); three types.
@@ -80,14 +136,14 @@ TEST(GroupNormSiluCuda, KernelMatchesTheReference) {
   struct Shape {
     int64_t b, l, c, g;
   };
-  const Shape shapes[] = {
-      {3, 7, 12, 4}, {2, 1, 8, 8}, {4, 33, 6, 3}, {100, 100, 256, 8}, {1, 300, 64, 1}};
+  const Shape shapes[] = {{3, 7, 12, 4},   {2, 1, 8, 8},   {4, 33, 6, 3},   {100, 100, 256, 8},
+                          {1, 300, 64, 1}, {5, 12, 64, 4}, {2, 50, 256, 8}, {2, 13, 256, 8}};
   const std::pair<torch::ScalarType, double> types[] = {
       {torch::kFloat, 1e-4}, {torch::kHalf, 4e-3}, {torch::kBFloat16, 3e-2}};
   torch::manual_seed(5);
   for (const auto& s : shapes)
     for (const auto& [type, tol] : types)
-      for (int affine = 0; affine < 3; ++affine)
+      for (int affine = 0; affine < 4; ++affine)
         for (double offset : {0.0, 50.0}) {
           auto opts = torch::TensorOptions().device(torch::kCUDA);
           auto x = (torch::randn({s.b, s.l, s.c}, opts) * 3 + offset).to(type);
@@ -95,8 +151,10 @@ TEST(GroupNormSiluCuda, KernelMatchesTheReference) {
           auto shared = torch::randn({s.c}, opts);
           auto scale = affine == 1 ? shared : per_sample;
           auto shift = affine == 0 ? per_sample.flip(0) : shared;
-          auto got = group_norm_silu_channels_last(x, s.g, scale, shift, 1e-5);
-          auto want = group_norm_silu_reference(x, s.g, scale, shift, 1e-5);
+          // affine 3: as 2, with an input bias.
+          auto in_bias = affine == 3 ? torch::randn({s.c}, opts) * 2 : torch::Tensor();
+          auto got = group_norm_silu_channels_last(x, s.g, scale, shift, 1e-5, in_bias);
+          auto want = group_norm_silu_reference(x, s.g, scale, shift, 1e-5, in_bias);
           ASSERT_EQ(got.scalar_type(), type);
           ASSERT_EQ(got.sizes(), x.sizes());
           const double err = ((got.to(torch::kFloat) - want.to(torch::kFloat)).abs() /
@@ -113,9 +171,55 @@ TEST(GroupNormSiluCuda, KernelMatchesTheReference) {
   auto ones = torch::ones({16}, xt.options()), zeros = torch::zeros({16}, xt.options());
   EXPECT_TRUE(torch::allclose(group_norm_silu_channels_last(xt, 4, ones, zeros, 1e-5),
                               group_norm_silu_reference(xt, 4, ones, zeros, 1e-5), 1e-5, 1e-5));
+  // Rows that are not 16-byte aligned (the storage starts one element in)
+  // take the kernel that reads any layout.
+  for (const auto& [type, tol] : types) {
+    auto opts = torch::TensorOptions().device(torch::kCUDA).dtype(type);
+    auto odd = torch::randn({1 + 4 * 20 * 64}, opts).narrow(0, 1, 4 * 20 * 64).view({4, 20, 64});
+    auto sc = torch::randn({4, 64}, opts.dtype(torch::kFloat)),
+         sh = torch::randn({64}, sc.options());
+    const double err = (group_norm_silu_channels_last(odd, 4, sc, sh, 1e-5).to(torch::kFloat) -
+                        group_norm_silu_reference(odd, 4, sc, sh, 1e-5).to(torch::kFloat))
+                           .abs()
+                           .max()
+                           .item<double>();
+    EXPECT_LT(err, tol * 4) << c10::toString(type);
+  }
   // An affine on another device is refused by name.
   EXPECT_NE(message_of([&] {
               group_norm_silu_channels_last(xt, 4, torch::ones({16}), zeros, 1e-5);
             }).find("must be fp32 on cuda"),
             std::string::npos);
+}
+
+// The sum kernel against the reference: a as long as r, longer (cut) and
+// shorter (zero rows); widths that take 16-byte accesses and one that does not;
+// a misaligned start; with and without bias; three types.
+TEST(AddAlignedCuda, KernelMatchesTheReference) {
+  if (!have_kernels()) GTEST_SKIP() << "no CUDA kernels or no CUDA device";
+  torch::manual_seed(8);
+  const std::pair<torch::ScalarType, double> types[] = {
+      {torch::kFloat, 1e-6}, {torch::kHalf, 1e-3}, {torch::kBFloat16, 8e-3}};
+  for (const auto& [type, tol] : types)
+    for (int64_t c : {256, 6})
+      for (int64_t la : {25, 26, 24})
+        for (int variant = 0; variant < 3; ++variant) {
+          auto opts = torch::TensorOptions().device(torch::kCUDA).dtype(type);
+          const int64_t b = 3, l = 25;
+          auto a = torch::randn({b, la, c}, opts);
+          if (variant == 2)  // storage one element in: not 16-byte aligned
+            a = torch::randn({1 + b * la * c}, opts).narrow(0, 1, b * la * c).view({b, la, c});
+          auto r = torch::randn({b, l, c}, opts);
+          auto bias = variant == 1 ? torch::Tensor() : torch::randn({c}, opts.dtype(torch::kFloat));
+          auto got = add_aligned_channels_last(a, bias, r);
+          auto want = add_aligned_reference(a, bias, r);
+          ASSERT_EQ(got.sizes(), r.sizes());
+          ASSERT_EQ(got.scalar_type(), type);
+          const double err = ((got.to(torch::kFloat) - want.to(torch::kFloat)).abs() /
+                              (want.to(torch::kFloat).abs() + 1))
+                                 .max()
+                                 .item<double>();
+          EXPECT_LT(err, tol) << c10::toString(type) << " c " << c << " la " << la << " variant "
+                              << variant;
+        }
 }

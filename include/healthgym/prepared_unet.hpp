@@ -54,6 +54,11 @@ class PreparedUNet {
  private:
   struct Block {
     torch::Tensor conv1_w, conv1_b, conv2_w, conv2_b, norm2_w, norm2_b;
+    // With the CUDA kernels (fused_): biases in fp32 that the kernels add
+    // instead of the convolutions. conv1's goes into norm2's input; the input's
+    // own (a pooling convolution's, or none) into norm1's input; res_bias =
+    // conv2's + the input's, added with the residual.
+    torch::Tensor conv1_bias, in_bias, res_bias;
   };
   torch::Tensor block(const Block& b, int64_t index, const torch::Tensor& x,
                       const torch::Tensor& affine) const;
@@ -68,6 +73,9 @@ class PreparedUNet {
   // Channels-last: convolution weights [Cout, Cin, 1, K] in channels-last
   // memory, linears as [Cin, Cout]; otherwise [Cout, Cin, K] (linears K = 1).
   bool channels_last_ = false;
+  // Channels-last on CUDA with healthgym's kernels: convolutions without bias,
+  // each bias added by the kernel that reads the convolution's output next.
+  bool fused_ = false;
   // Channels-last on CUDA with streams > 1: the batch split across them.
   std::shared_ptr<ParallelStreams> parallel_;
   int64_t groups_ = 1;
@@ -76,7 +84,8 @@ class PreparedUNet {
   torch::Tensor in1_w_, in1_b_, in2_w_, in2_b_, out1_w_, out1_b_, out2_w_, out2_b_;
   torch::Tensor out_conv_w_, out_conv_b_;
   std::vector<torch::Tensor> pool_w_, pool_b_, up_w_, up_b_;
-  std::vector<Block> blocks_;  // down levels, mid1, mid2, up levels
+  std::vector<torch::Tensor> up_bias_;  // fused_: each upsampling's bias, fp32 [C]
+  std::vector<Block> blocks_;           // down levels, mid1, mid2, up levels
   // FiLM, with films ordered down levels, mid, up levels (F of them), output
   // width 2C as (1 + gamma, beta):
   torch::Tensor film_full_;          // [T, F * 2C] every FiLM's output (no conditions)

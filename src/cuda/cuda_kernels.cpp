@@ -31,46 +31,83 @@ std::string shape_of(const torch::Tensor& t) {
   return s + "]";
 }
 
+// Throws UsageError unless t is fp32 on x's device and [channels] (or, when
+// per_sample_rows > 0, [per_sample_rows, channels]).
+void check_affine(const std::string& fn, const std::string& what, const torch::Tensor& t,
+                  const torch::Tensor& x, int64_t channels, int64_t per_sample_rows) {
+  const bool ok = t.defined() && t.scalar_type() == torch::kFloat && t.device() == x.device() &&
+                  ((t.dim() == 1 && t.size(0) == channels) ||
+                   (per_sample_rows > 0 && t.dim() == 2 && t.size(0) == per_sample_rows &&
+                    t.size(1) == channels));
+  if (ok) return;
+  std::string shapes = "[" + std::to_string(channels) + "]";
+  if (per_sample_rows > 0)
+    shapes += " or [" + std::to_string(per_sample_rows) + ", " + std::to_string(channels) + "]";
+  throw UsageError(
+      fn + what + " must be fp32 on " + x.device().str() + ", " + shapes + ", got " +
+      (t.defined() ? shape_of(t) + " " + std::string(t.dtype().name()) + " on " + t.device().str()
+                   : std::string("none")));
+}
+
+bool floating_type(torch::ScalarType type) {
+  return type == torch::kFloat || type == torch::kHalf || type == torch::kBFloat16;
+}
+
 // Throws UsageError naming what is wrong with group_norm_silu's arguments.
 void check_group_norm_args(const torch::Tensor& x, int64_t groups, const torch::Tensor& scale,
-                           const torch::Tensor& shift) {
+                           const torch::Tensor& shift, const torch::Tensor& in_bias) {
   const std::string fn = "group_norm_silu_channels_last: ";
   if (!x.defined() || x.dim() != 3)
     throw UsageError(fn + "x must be [batch, length, channels], got " +
                      (x.defined() ? shape_of(x) : std::string("none")));
-  const auto type = x.scalar_type();
-  if (type != torch::kFloat && type != torch::kHalf && type != torch::kBFloat16)
-    throw UsageError(fn + "x must be fp32, fp16 or bf16");
+  if (!floating_type(x.scalar_type())) throw UsageError(fn + "x must be fp32, fp16 or bf16");
   const int64_t batch = x.size(0), length = x.size(1), channels = x.size(2);
   if (groups < 1 || channels % groups != 0)
     throw UsageError(fn + std::to_string(channels) + " channels do not split into " +
                      std::to_string(groups) + " groups");
   if (length < 1 || length * (channels / groups) > INT_MAX)
     throw UsageError(fn + "length " + std::to_string(length) + " out of range");
-  for (const auto* t : {&scale, &shift}) {
-    const bool ok = t->defined() && t->scalar_type() == torch::kFloat &&
-                    t->device() == x.device() &&
-                    ((t->dim() == 1 && t->size(0) == channels) ||
-                     (t->dim() == 2 && t->size(0) == batch && t->size(1) == channels));
-    if (!ok)
-      throw UsageError(fn + "scale and shift must be fp32 on " + x.device().str() + ", [" +
-                       std::to_string(channels) + "] or [" + std::to_string(batch) + ", " +
-                       std::to_string(channels) + "], got " +
-                       (t->defined() ? shape_of(*t) + " " + std::string(t->dtype().name()) +
-                                           " on " + t->device().str()
-                                     : std::string("none")));
-  }
+  check_affine(fn, "scale and shift", scale, x, channels, batch);
+  check_affine(fn, "scale and shift", shift, x, channels, batch);
+  if (in_bias.defined()) check_affine(fn, "in_bias", in_bias, x, channels, 0);
 }
+
+void check_add_args(const torch::Tensor& a, const torch::Tensor& bias, const torch::Tensor& r) {
+  const std::string fn = "add_aligned_channels_last: ";
+  if (!r.defined() || r.dim() != 3 || !floating_type(r.scalar_type()))
+    throw UsageError(fn + "r must be fp32, fp16 or bf16 [batch, length, channels], got " +
+                     (r.defined() ? shape_of(r) : std::string("none")));
+  if (!a.defined() || a.dim() != 3 || a.size(0) != r.size(0) || a.size(2) != r.size(2) ||
+      a.scalar_type() != r.scalar_type() || a.device() != r.device())
+    throw UsageError(fn + "a must be [" + std::to_string(r.size(0)) + ", length, " +
+                     std::to_string(r.size(2)) + "] of r's type on r's device, got " +
+                     (a.defined() ? shape_of(a) : std::string("none")));
+  if (bias.defined()) check_affine(fn, "bias", bias, r, r.size(2), 0);
+}
+
+#ifdef HEALTHGYM_CUDA_KERNELS
+cuda::KernelDtype kernel_dtype(torch::ScalarType type) {
+  return type == torch::kFloat  ? cuda::KernelDtype::kFloat
+         : type == torch::kHalf ? cuda::KernelDtype::kHalf
+                                : cuda::KernelDtype::kBFloat16;
+}
+
+void check_launch(const char* fn, int rc) {
+  if (rc != 0)
+    throw std::runtime_error(std::string(fn) + ": CUDA launch failed: " + cuda::error_string(rc));
+}
+#endif
 
 }  // namespace
 
 torch::Tensor group_norm_silu_reference(const torch::Tensor& x, int64_t groups,
                                         const torch::Tensor& scale, const torch::Tensor& shift,
-                                        double eps) {
-  check_group_norm_args(x, groups, scale, shift);
+                                        double eps, const torch::Tensor& in_bias) {
+  check_group_norm_args(x, groups, scale, shift, in_bias);
   const int64_t batch = x.size(0), channels = x.size(2);
-  auto y = torch::group_norm(x.to(torch::kFloat).transpose(1, 2), groups, {}, {}, eps)
-               .transpose(1, 2);  // [B, L, C]
+  auto xf = x.to(torch::kFloat);
+  if (in_bias.defined()) xf = xf + in_bias;
+  auto y = torch::group_norm(xf.transpose(1, 2), groups, {}, {}, eps).transpose(1, 2);  // [B, L, C]
   auto per_sample = [&](const torch::Tensor& t) {
     return t.dim() == 1 ? t.view({1, 1, channels}) : t.view({batch, 1, channels});
   };
@@ -80,15 +117,18 @@ torch::Tensor group_norm_silu_reference(const torch::Tensor& x, int64_t groups,
 
 torch::Tensor group_norm_silu_channels_last(const torch::Tensor& x, int64_t groups,
                                             const torch::Tensor& scale, const torch::Tensor& shift,
-                                            double eps) {
+                                            double eps, const torch::Tensor& in_bias) {
   if (x.defined() && x.device().is_cpu() &&
       (x.scalar_type() == torch::kFloat || x.scalar_type() == torch::kBFloat16)) {
-    check_group_norm_args(x, groups, scale, shift);
-    return group_norm_silu_cpu(x, groups, scale, shift, eps);
+    check_group_norm_args(x, groups, scale, shift, in_bias);
+    if (!in_bias.defined()) return group_norm_silu_cpu(x, groups, scale, shift, eps);
+    return group_norm_silu_cpu(x.to(torch::kFloat) + in_bias, groups, scale, shift, eps)
+        .to(x.scalar_type());
   }
 #ifdef HEALTHGYM_CUDA_KERNELS
-  if (!x.defined() || !x.is_cuda()) return group_norm_silu_reference(x, groups, scale, shift, eps);
-  check_group_norm_args(x, groups, scale, shift);
+  if (!x.defined() || !x.is_cuda())
+    return group_norm_silu_reference(x, groups, scale, shift, eps, in_bias);
+  check_group_norm_args(x, groups, scale, shift, in_bias);
   const int64_t batch = x.size(0), channels = x.size(2);
   auto in = x.contiguous();
   auto out = torch::empty_like(in, torch::MemoryFormat::Contiguous);
@@ -99,28 +139,61 @@ torch::Tensor group_norm_silu_channels_last(const torch::Tensor& x, int64_t grou
     sc = sc.expand({batch, channels}).contiguous();
     sh = sh.expand({batch, channels}).contiguous();
   }
+  auto bias = in_bias.defined() ? in_bias.contiguous() : in_bias;
   cuda::GroupNormSiluArgs a;
-  const auto type = x.scalar_type();
-  a.dtype = type == torch::kFloat  ? cuda::KernelDtype::kFloat
-            : type == torch::kHalf ? cuda::KernelDtype::kHalf
-                                   : cuda::KernelDtype::kBFloat16;
+  a.dtype = kernel_dtype(x.scalar_type());
   a.batch = batch;
   a.length = x.size(1);
   a.channels = channels;
   a.groups = groups;
+  a.in_bias = bias.defined() ? bias.data_ptr<float>() : nullptr;
   a.scale = sc.data_ptr<float>();
   a.shift = sh.data_ptr<float>();
   a.affine_stride = sc.dim() == 2 ? channels : 0;
   a.eps = static_cast<float>(eps);
   c10::cuda::CUDAGuard guard(x.device());
-  const int rc = cuda::group_norm_silu_launch(in.data_ptr(), out.data_ptr(), a,
-                                              c10::cuda::getCurrentCUDAStream().stream());
-  if (rc != 0)
-    throw std::runtime_error(std::string("group_norm_silu_channels_last: CUDA launch failed: ") +
-                             cuda::error_string(rc));
+  check_launch("group_norm_silu_channels_last",
+               cuda::group_norm_silu_launch(in.data_ptr(), out.data_ptr(), a,
+                                            c10::cuda::getCurrentCUDAStream().stream()));
   return out;
 #else
-  return group_norm_silu_reference(x, groups, scale, shift, eps);
+  return group_norm_silu_reference(x, groups, scale, shift, eps, in_bias);
+#endif
+}
+
+torch::Tensor add_aligned_reference(const torch::Tensor& a, const torch::Tensor& bias,
+                                    const torch::Tensor& r) {
+  check_add_args(a, bias, r);
+  const int64_t la = a.size(1), l = r.size(1);
+  auto af = a.to(torch::kFloat);
+  if (bias.defined()) af = af + bias;
+  if (la > l) af = af.narrow(1, 0, l);
+  if (la < l) af = torch::constant_pad_nd(af, {0, 0, 0, l - la});
+  return (af + r.to(torch::kFloat)).to(r.scalar_type()).contiguous();
+}
+
+torch::Tensor add_aligned_channels_last(const torch::Tensor& a, const torch::Tensor& bias,
+                                        const torch::Tensor& r) {
+#ifdef HEALTHGYM_CUDA_KERNELS
+  if (!r.defined() || !r.is_cuda()) return add_aligned_reference(a, bias, r);
+  check_add_args(a, bias, r);
+  auto ac = a.contiguous(), rc = r.contiguous();
+  auto out = torch::empty_like(rc, torch::MemoryFormat::Contiguous);
+  auto bc = bias.defined() ? bias.contiguous() : bias;
+  cuda::AddAlignedArgs p;
+  p.dtype = kernel_dtype(r.scalar_type());
+  p.batch = r.size(0);
+  p.length = r.size(1);
+  p.a_length = a.size(1);
+  p.channels = r.size(2);
+  p.bias = bc.defined() ? bc.data_ptr<float>() : nullptr;
+  c10::cuda::CUDAGuard guard(r.device());
+  check_launch("add_aligned_channels_last",
+               cuda::add_aligned_launch(ac.data_ptr(), rc.data_ptr(), out.data_ptr(), p,
+                                        c10::cuda::getCurrentCUDAStream().stream()));
+  return out;
+#else
+  return add_aligned_reference(a, bias, r);
 #endif
 }
 

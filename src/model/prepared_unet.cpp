@@ -45,6 +45,7 @@ PreparedUNet::PreparedUNet(UNet& net, torch::ScalarType dtype, const Tensor& con
   const auto device = params.begin()->value().device();
   channels_last_ = prepared_channels_last(layout, device, dtype);
   if (streams < 1) throw UsageError("a prepared U-Net needs streams >= 1");
+  fused_ = channels_last_ && device.is_cuda() && built_with_cuda_kernels();
   if (channels_last_ && device.is_cuda() && streams > 1)
     parallel_ = std::make_shared<ParallelStreams>(device, streams);
   norm_dtype_ = device.is_cuda() && !channels_last_ ? dtype : torch::kFloat;
@@ -86,6 +87,7 @@ PreparedUNet::PreparedUNet(UNet& net, torch::ScalarType dtype, const Tensor& con
         upsample_k4s2p1_kernel(p("unpool." + s + ".weight"), p("unpool." + s + ".bias"));
     up_w_.push_back(conv_w(kernel));
     up_b_.push_back(cast(bias2));
+    if (fused_) up_bias_.push_back(p("unpool." + s + ".bias").to(torch::kFloat));
     block_names.push_back("down." + s);
     film_names.push_back("film_down." + s);
   }
@@ -111,6 +113,17 @@ PreparedUNet::PreparedUNet(UNet& net, torch::ScalarType dtype, const Tensor& con
     b.conv2_b = cast(p(name + ".conv2.bias"));
     b.norm2_w = p(name + ".norm2.weight").to(norm_dtype_, false, true);
     b.norm2_b = p(name + ".norm2.bias").to(norm_dtype_, false, true);
+    if (fused_) {
+      // Blocks 1..levels (down blocks after the first, then mid1) read a
+      // pooling convolution's output, which comes without its bias.
+      const auto k = static_cast<int64_t>(blocks_.size());
+      b.conv1_bias = p(name + ".conv1.bias").to(torch::kFloat);
+      b.res_bias = p(name + ".conv2.bias").to(torch::kFloat);
+      if (k >= 1 && k <= levels) {
+        b.in_bias = p("pool." + std::to_string(k - 1) + ".bias").to(torch::kFloat);
+        b.res_bias = b.res_bias + b.in_bias;
+      }
+    }
     blocks_.push_back(b);
     n1w.push_back(p(name + ".norm1.weight").to(torch::kFloat));
     n1b.push_back(p(name + ".norm1.bias").to(torch::kFloat));
@@ -236,6 +249,13 @@ Tensor align_length_cl(const Tensor& x, int64_t n) {
 
 Tensor PreparedUNet::block_cl(const Block& b, int64_t index, const Tensor& x,
                               const Tensor& affine) const {
+  if (fused_) {
+    auto h = group_norm_silu_channels_last(x, groups_, affine[0][index], affine[1][index], eps_,
+                                           b.in_bias);
+    h = conv_cl(h, b.conv1_w, {}, 1, 1);
+    h = group_norm_silu_channels_last(h, groups_, b.norm2_w, b.norm2_b, eps_, b.conv1_bias);
+    return add_aligned_channels_last(conv_cl(h, b.conv2_w, {}, 1, 1), b.res_bias, x);
+  }
   auto y = group_norm_silu_channels_last(x, groups_, affine[0][index], affine[1][index], eps_);
   y = conv_cl(y, b.conv1_w, b.conv1_b, 1, 1);
   y = group_norm_silu_channels_last(y, groups_, b.norm2_w, b.norm2_b, eps_);
@@ -254,18 +274,23 @@ Tensor PreparedUNet::forward_cl(const Tensor& x_in, const Tensor& affine) const 
   for (int64_t i = 0; i < levels; ++i, ++k) {
     x = block_cl(blocks_[k], static_cast<int64_t>(k), x, affine);
     skips.push_back(x);
-    x = conv_cl(x, pool_w_[static_cast<size_t>(i)], pool_b_[static_cast<size_t>(i)], 2, 1);
+    // fused_: the pooling's bias is added by the next block's kernels.
+    x = conv_cl(x, pool_w_[static_cast<size_t>(i)],
+                fused_ ? Tensor() : pool_b_[static_cast<size_t>(i)], 2, 1);
   }
   for (int mid = 0; mid < 2; ++mid, ++k)
     x = block_cl(blocks_[k], static_cast<int64_t>(k), x, affine);
   for (int64_t i = 0; i < levels; ++i, ++k) {
     // The transposed convolution as one conv with outputs (even, odd) per
     // position: channels-last, [B, L, 2C] is already the interleaved [B, 2L, C].
-    auto y = conv_cl(x, up_w_[static_cast<size_t>(i)], up_b_[static_cast<size_t>(i)], 1, 1);
+    const auto u = static_cast<size_t>(i);
+    auto y = conv_cl(x, up_w_[u], fused_ ? Tensor() : up_b_[u], 1, 1);
     y = y.view({batch, 2 * y.size(1), y.size(2) / 2});
     auto s = skips.back();
     skips.pop_back();
-    x = block_cl(blocks_[k], static_cast<int64_t>(k), align_length_cl(y, s.size(1)) + s, affine);
+    auto joined =
+        fused_ ? add_aligned_channels_last(y, up_bias_[u], s) : align_length_cl(y, s.size(1)) + s;
+    x = block_cl(blocks_[k], static_cast<int64_t>(k), joined, affine);
   }
   x = conv_cl(x, out_conv_w_, out_conv_b_, 1, 1);
   x = linear_cl(x, out1_w_, out1_b_);

@@ -166,17 +166,16 @@ torch::Tensor chain_with_tables(const Denoiser& denoise, const std::vector<int64
     auto row = table.index_select(0, k_now).view({5, 1, 1, 1});
     auto tt = t_table.index_select(0, k_now).expand({b}).contiguous();
     auto eps = denoise(x, tt).to(torch::kFloat);
-    torch::Tensor next;
+    // In place, as few passes as the update allows (each is a kernel per step).
     if (!project) {
-      next = row[2] * x + row[3] * eps;
+      x.mul_(row[2]).addcmul_(eps, row[3]);
     } else {
       auto x0 = row[0] * x + row[1] * eps;
       if (options.clip_x0) x0 = x0.clamp(-1.0, 1.0);
       if (options.project_x0) x0 = options.project_x0(x0);
-      next = row[2] * x + row[3] * x0;
+      x.mul_(row[2]).addcmul_(x0, row[3]);
     }
-    if (any_noise) next = next + row[4] * torch::randn_like(x);
-    x.copy_(next);
+    if (any_noise) x.addcmul_(torch::randn_like(x), row[4]);
   };
   GraphedCall call(device, body, options.cuda_graph && device.is_cuda());
   for (int64_t i = 0; i < k_steps; ++i) {
