@@ -81,6 +81,46 @@ TEST(PreparedUNet, MatchesTheModuleInFp32) {
   EXPECT_FALSE(PreparedUNet(net, torch::kFloat).channels_last());
 }
 
+// Biases folded into the kernels that read the convolutions' outputs (the
+// default on a GPU with healthgym's kernels) compute the same function: on
+// the CPU through those functions' CPU versions, at 0, 1 and 3 levels, with
+// the up path's crops (length 37 pools to 19, 10, 5; upsampling gives 10, then
+// 20 cut to 19, 38 cut to 37).
+TEST(PreparedUNet, FoldedBiasesMatchTheModule) {
+  for (int64_t levels : {0, 1, 3}) {
+    auto uc = small_config(levels);
+    uc.cond_sizes = {3};
+    auto net = random_net(uc);
+    // Non-zero biases everywhere, so that a bias dropped or added twice shows.
+    {
+      torch::NoGradGuard ng;
+      for (auto& kv : net->named_parameters())
+        if (kv.key().find("bias") != std::string::npos &&
+            kv.key().find("norm") == std::string::npos)
+          kv.value().copy_(torch::randn_like(kv.value()) * 0.3);
+    }
+    torch::manual_seed(4);
+    auto x = torch::randn({6, 5, 37});
+    auto t = torch::randint(0, 50, {6}, torch::kLong);
+    auto cond = torch::randint(0, 3, {6, 1}, torch::kLong);
+    torch::Tensor expected;
+    {
+      torch::NoGradGuard ng;
+      expected = net->forward(x, t, cond);
+    }
+    PreparedUNet folded(net, torch::kFloat, cond, PreparedLayout::kChannelsLast, 1, true);
+    EXPECT_TRUE(folded.folds_biases());
+    EXPECT_LT(max_rel_diff(folded.forward(x, t), expected), 1e-5) << "levels " << levels;
+    PreparedUNet bf16(net, torch::kBFloat16, cond, PreparedLayout::kChannelsLast, 1, true);
+    EXPECT_LT(max_rel_diff(bf16.forward(x, t), expected), 0.05) << "levels " << levels;
+  }
+  // Not folded by default on the CPU, nor ever channels-first.
+  auto net = random_net(small_config());
+  EXPECT_FALSE(PreparedUNet(net, torch::kFloat, {}, PreparedLayout::kChannelsLast).folds_biases());
+  EXPECT_FALSE(
+      PreparedUNet(net, torch::kFloat, {}, PreparedLayout::kChannelsFirst, 1, true).folds_biases());
+}
+
 // Width 8 in 8 groups down to length 1 (a sample test's model): convolution
 // outputs there need not be contiguous, which a view in the block once missed.
 TEST(PreparedUNet, MatchesTheModuleAtTinyShapes) {
@@ -269,6 +309,7 @@ TEST(PreparedUNetCuda, ChannelsLastMatchesTheModule) {
   auto cond = torch::randint(0, 3, {6, 1}, torch::kLong).to(torch::kCUDA);
   PreparedUNet p(net, torch::kFloat, cond);
   EXPECT_EQ(p.channels_last(), built_with_cuda_kernels());
+  EXPECT_EQ(p.folds_biases(), built_with_cuda_kernels());
   torch::NoGradGuard ng;
   auto expected = net->forward(x, t, cond);
   EXPECT_LT(max_rel_diff(p.forward(x, t), expected), 1e-2);

@@ -16,6 +16,7 @@
 #include <torch/torch.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,8 +42,13 @@ class PreparedUNet {
   // device, computing in dtype (kFloat, kBFloat16 or kHalf). cond: [B, k] row
   // indices that every call uses (forward's batch must then be B), or
   // undefined for each conditioning variable's last row, as UNet::forward.
+  // fold_biases (channels-last only): convolutions run without bias, each
+  // bias added by the kernel that reads their output next (cuda_kernels.hpp).
+  // Unset: on a CUDA device with healthgym's kernels built, where it saves a
+  // pass per convolution; elsewhere the same function, one extra pass each.
   PreparedUNet(UNet& net, torch::ScalarType dtype, const torch::Tensor& cond = {},
-               PreparedLayout layout = PreparedLayout::kAuto, int64_t streams = 1);
+               PreparedLayout layout = PreparedLayout::kAuto, int64_t streams = 1,
+               std::optional<bool> fold_biases = std::nullopt);
 
   // eps-hat [B, features, L] in fp32 for x [B, features, L] (any floating
   // type) at steps t [B] int64. Runs without autograd and without autocast.
@@ -50,11 +56,12 @@ class PreparedUNet {
 
   torch::ScalarType dtype() const { return dtype_; }
   bool channels_last() const { return channels_last_; }
+  bool folds_biases() const { return fused_; }
 
  private:
   struct Block {
     torch::Tensor conv1_w, conv1_b, conv2_w, conv2_b, norm2_w, norm2_b;
-    // With the CUDA kernels (fused_): biases in fp32 that the kernels add
+    // Folding biases (fused_): biases in fp32 that the kernels add
     // instead of the convolutions. conv1's goes into norm2's input; the input's
     // own (a pooling convolution's, or none) into norm1's input; res_bias =
     // conv2's + the input's, added with the residual.
@@ -73,8 +80,9 @@ class PreparedUNet {
   // Channels-last: convolution weights [Cout, Cin, 1, K] in channels-last
   // memory, linears as [Cin, Cout]; otherwise [Cout, Cin, K] (linears K = 1).
   bool channels_last_ = false;
-  // Channels-last on CUDA with healthgym's kernels: convolutions without bias,
-  // each bias added by the kernel that reads the convolution's output next.
+  // Channels-last with biases folded (by default on CUDA with healthgym's
+  // kernels): convolutions without bias, each bias added by the kernel that
+  // reads the convolution's output next.
   bool fused_ = false;
   // Channels-last on CUDA with streams > 1: the batch split across them.
   std::shared_ptr<ParallelStreams> parallel_;

@@ -34,7 +34,7 @@ PreparedLayout prepared_layout_from_string(const std::string& s) {
 }
 
 PreparedUNet::PreparedUNet(UNet& net, torch::ScalarType dtype, const Tensor& cond,
-                           PreparedLayout layout, int64_t streams)
+                           PreparedLayout layout, int64_t streams, std::optional<bool> fold_biases)
     : config_(net->config()), dtype_(dtype) {
   if (dtype != torch::kFloat && dtype != torch::kBFloat16 && dtype != torch::kHalf)
     throw UsageError("a prepared U-Net computes in fp32, bf16 or fp16");
@@ -45,7 +45,7 @@ PreparedUNet::PreparedUNet(UNet& net, torch::ScalarType dtype, const Tensor& con
   const auto device = params.begin()->value().device();
   channels_last_ = prepared_channels_last(layout, device, dtype);
   if (streams < 1) throw UsageError("a prepared U-Net needs streams >= 1");
-  fused_ = channels_last_ && device.is_cuda() && built_with_cuda_kernels();
+  fused_ = channels_last_ && fold_biases.value_or(device.is_cuda() && built_with_cuda_kernels());
   if (channels_last_ && device.is_cuda() && streams > 1)
     parallel_ = std::make_shared<ParallelStreams>(device, streams);
   norm_dtype_ = device.is_cuda() && !channels_last_ ? dtype : torch::kFloat;
