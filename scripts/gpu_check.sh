@@ -67,7 +67,7 @@ bin=build-cuda/healthgym
 # CUDA tests first (they are what only this machine can run).
 if want tests; then
   stage cuda_tests 120 build-cuda/tests/healthgym_tests \
-    --gtest_filter='FastPaths*:FastPathsCuda*:PreparedUNet*:GroupNormSilu*:DistNccl*:DistConfig*'
+    --gtest_filter='FastPaths*:FastPathsCuda*:PreparedUNet*:GroupNormSilu*:AddAligned*:DistNccl*:DistConfig*'
   tail -n 25 "$out/cuda_tests.log"
 fi
 

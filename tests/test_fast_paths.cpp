@@ -178,6 +178,31 @@ TEST(FastPaths, TableChainMatchesPlainChain) {
   }
 }
 
+// A denoiser may hand back x itself (or a view of it): the table chain updates
+// x in place and must still use the values it was given.
+TEST(FastPaths, TableChainTakesADenoiserThatReturnsItsInput) {
+  DiffusionConfig dc;
+  dc.n_steps = 20;
+  NoiseSchedule schedule(dc);
+  Denoiser identity = [](const torch::Tensor& x, const torch::Tensor&) { return x; };
+  Denoiser view = [](const torch::Tensor& x, const torch::Tensor&) { return x.view(x.sizes()); };
+  torch::manual_seed(10);
+  auto x_t = torch::randn({2, 3, 8});
+  for (const auto& denoise : {identity, view}) {
+    SamplerOptions o;
+    o.kind = SamplerKind::kDdim;
+    o.steps = 5;
+    torch::manual_seed(22);
+    auto plain = reverse_diffusion_from(denoise, schedule, x_t.clone(), o);
+    o.device_tables = true;
+    torch::manual_seed(22);
+    auto tables = reverse_diffusion_from(denoise, schedule, x_t.clone(), o);
+    EXPECT_EQ(last_chain_mode(), "tables");
+    EXPECT_TRUE(torch::allclose(plain, tables, 1e-4, 1e-4))
+        << (plain - tables).abs().max().item<float>();
+  }
+}
+
 TEST(FastPaths, BenchFusedPathOnCpu) {
   BenchConfig c;
   c.hidden = 16;

@@ -31,22 +31,27 @@ std::string shape_of(const torch::Tensor& t) {
   return s + "]";
 }
 
-// Throws UsageError unless t is fp32 on x's device and [channels] (or, when
-// per_sample_rows > 0, [per_sample_rows, channels]).
+std::string described(const torch::Tensor& t) {
+  return t.defined() ? shape_of(t) + " " + std::string(t.dtype().name()) + " on " + t.device().str()
+                     : std::string("none");
+}
+
+constexpr int64_t kShared = -1;  // check_affine: no per-sample form
+
+// Throws UsageError unless t is fp32 on x's device and [channels] (or, unless
+// per_sample_rows is kShared, [per_sample_rows, channels]).
 void check_affine(const std::string& fn, const std::string& what, const torch::Tensor& t,
                   const torch::Tensor& x, int64_t channels, int64_t per_sample_rows) {
   const bool ok = t.defined() && t.scalar_type() == torch::kFloat && t.device() == x.device() &&
                   ((t.dim() == 1 && t.size(0) == channels) ||
-                   (per_sample_rows > 0 && t.dim() == 2 && t.size(0) == per_sample_rows &&
+                   (per_sample_rows >= 0 && t.dim() == 2 && t.size(0) == per_sample_rows &&
                     t.size(1) == channels));
   if (ok) return;
   std::string shapes = "[" + std::to_string(channels) + "]";
-  if (per_sample_rows > 0)
+  if (per_sample_rows >= 0)
     shapes += " or [" + std::to_string(per_sample_rows) + ", " + std::to_string(channels) + "]";
-  throw UsageError(
-      fn + what + " must be fp32 on " + x.device().str() + ", " + shapes + ", got " +
-      (t.defined() ? shape_of(t) + " " + std::string(t.dtype().name()) + " on " + t.device().str()
-                   : std::string("none")));
+  throw UsageError(fn + what + " must be fp32 on " + x.device().str() + ", " + shapes + ", got " +
+                   described(t));
 }
 
 bool floating_type(torch::ScalarType type) {
@@ -69,20 +74,20 @@ void check_group_norm_args(const torch::Tensor& x, int64_t groups, const torch::
     throw UsageError(fn + "length " + std::to_string(length) + " out of range");
   check_affine(fn, "scale and shift", scale, x, channels, batch);
   check_affine(fn, "scale and shift", shift, x, channels, batch);
-  if (in_bias.defined()) check_affine(fn, "in_bias", in_bias, x, channels, 0);
+  if (in_bias.defined()) check_affine(fn, "in_bias", in_bias, x, channels, kShared);
 }
 
 void check_add_args(const torch::Tensor& a, const torch::Tensor& bias, const torch::Tensor& r) {
   const std::string fn = "add_aligned_channels_last: ";
   if (!r.defined() || r.dim() != 3 || !floating_type(r.scalar_type()))
     throw UsageError(fn + "r must be fp32, fp16 or bf16 [batch, length, channels], got " +
-                     (r.defined() ? shape_of(r) : std::string("none")));
+                     described(r));
   if (!a.defined() || a.dim() != 3 || a.size(0) != r.size(0) || a.size(2) != r.size(2) ||
       a.scalar_type() != r.scalar_type() || a.device() != r.device())
     throw UsageError(fn + "a must be [" + std::to_string(r.size(0)) + ", length, " +
-                     std::to_string(r.size(2)) + "] of r's type on r's device, got " +
-                     (a.defined() ? shape_of(a) : std::string("none")));
-  if (bias.defined()) check_affine(fn, "bias", bias, r, r.size(2), 0);
+                     std::to_string(r.size(2)) + "] " + std::string(r.dtype().name()) + " on " +
+                     r.device().str() + " (r's), got " + described(a));
+  if (bias.defined()) check_affine(fn, "bias", bias, r, r.size(2), kShared);
 }
 
 #ifdef HEALTHGYM_CUDA_KERNELS

@@ -166,7 +166,9 @@ torch::Tensor chain_with_tables(const Denoiser& denoise, const std::vector<int64
     auto row = table.index_select(0, k_now).view({5, 1, 1, 1});
     auto tt = t_table.index_select(0, k_now).expand({b}).contiguous();
     auto eps = denoise(x, tt).to(torch::kFloat);
-    // In place, as few passes as the update allows (each is a kernel per step).
+    // In place, as few passes as the update allows (each is a kernel per step);
+    // a denoiser that returns x itself or a view of it keeps its values.
+    if (eps.is_alias_of(x)) eps = eps.clone();
     if (!project) {
       x.mul_(row[2]).addcmul_(eps, row[3]);
     } else {
