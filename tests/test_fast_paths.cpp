@@ -178,6 +178,35 @@ TEST(FastPaths, TableChainMatchesPlainChain) {
   }
 }
 
+// The table chain keeps its step counter on the device and advances it in
+// each step: a chain stopped early, and each step's t, are the plain chain's.
+TEST(FastPaths, TableChainStepsThroughItsTimesteps) {
+  DiffusionConfig dc;
+  dc.n_steps = 30;
+  NoiseSchedule schedule(dc);
+  for (auto kind : {SamplerKind::kDdpm, SamplerKind::kDdim}) {
+    std::vector<std::vector<int64_t>> seen[2];
+    for (int tables = 0; tables < 2; ++tables) {
+      Denoiser record = [&](const torch::Tensor& x, const torch::Tensor& t) {
+        EXPECT_EQ(t.sizes(), torch::IntArrayRef({x.size(0)}));
+        seen[tables].emplace_back(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + t.numel());
+        return x * 0.1;
+      };
+      SamplerOptions o;
+      o.kind = kind;
+      o.steps = kind == SamplerKind::kDdim ? 9 : 0;
+      o.stop_after = 6;
+      o.device_tables = tables == 1;
+      torch::manual_seed(4);
+      auto x = reverse_diffusion_from(record, schedule, torch::randn({3, 2, 8}), o);
+      EXPECT_EQ(last_chain_mode(), tables ? "tables" : "eager");
+    }
+    ASSERT_EQ(seen[0].size(), 6u);
+    EXPECT_EQ(seen[0], seen[1]) << to_string(kind);
+    EXPECT_EQ(seen[1].front(), std::vector<int64_t>(3, 29));
+  }
+}
+
 // A denoiser may hand back x itself (or a view of it): the table chain updates
 // x in place and must still use the values it was given.
 TEST(FastPaths, TableChainTakesADenoiserThatReturnsItsInput) {

@@ -2,17 +2,17 @@
 // The U-Net prepared for denoising: the same function as UNetImpl::forward, with
 // everything that does not change between denoising steps done once. The
 // weights are cast to the compute precision once (autocast casts them again at
-// every call, and inside a CUDA graph at every replay); the FiLM MLPs become a
-// table over the T time steps (one gather per call) or, with conditions, a
-// table for their first layer and one batched matmul for all of them; every
-// FiLM is folded into its GroupNorm's affine per (sample, channel), so a
-// block's normalisation and modulation are one group_norm over the batch seen
-// as one sample with B x groups groups; the transposed convolutions' kernels
-// are rebuilt once. On a GPU with healthgym's CUDA kernels built, activations
-// are kept channels-last ([B, L, C]): each normalisation with its SiLU is one
-// kernel of ours, the convolutions run as cuDNN's channels-last ones (faster
-// than [B, C, L] at these shapes) and the per-time linears as plain matrix
-// products.
+// every call, and inside a CUDA graph at every replay); every FiLM is folded
+// into its GroupNorm's affine per (sample, channel), so a block's
+// normalisation and modulation are one group_norm over the batch seen as one
+// sample with B x groups groups; without conditions those affines are a table
+// over the T time steps (one gather per call), with conditions the FiLM MLPs'
+// first layers are tables and their second layers one batched matmul; the
+// transposed convolutions' kernels are rebuilt once; the output convolution
+// and the linear layer after it are composed into one convolution. On a GPU with healthgym's CUDA
+// kernels built, activations are kept channels-last ([B, L, C]): each normalisation with its SiLU
+// is one kernel of ours, the convolutions run as cuDNN's channels-last ones (faster than [B, C, L]
+// at these shapes) and the per-time linears as plain matrix products.
 #include <torch/torch.h>
 
 #include <memory>
@@ -89,14 +89,14 @@ class PreparedUNet {
   int64_t groups_ = 1;
   double eps_ = 1e-5;
   int64_t cond_batch_ = 0;  // rows of cond (0: none given)
-  torch::Tensor in1_w_, in1_b_, in2_w_, in2_b_, out1_w_, out1_b_, out2_w_, out2_b_;
-  torch::Tensor out_conv_w_, out_conv_b_;
+  torch::Tensor in1_w_, in1_b_, in2_w_, in2_b_, out2_w_, out2_b_;
+  torch::Tensor out_conv_w_, out_conv_b_;  // the output convolution composed with out1
   std::vector<torch::Tensor> pool_w_, pool_b_, up_w_, up_b_;
   std::vector<torch::Tensor> up_bias_;  // fused_: each upsampling's bias, fp32 [C]
   std::vector<Block> blocks_;           // down levels, mid1, mid2, up levels
   // FiLM, with films ordered down levels, mid, up levels (F of them), output
   // width 2C as (1 + gamma, beta):
-  torch::Tensor film_full_;          // [T, F * 2C] every FiLM's output (no conditions)
+  torch::Tensor affine_table_;       // [2, blocks, T, C] GroupNorm scale, shift (no conditions)
   torch::Tensor film_a_;             // [T, F * 2C] first layer of the time row (conditions)
   torch::Tensor film_c_;             // [1 or B, F * 2C] first layer of the condition embedding
   torch::Tensor film_w2_;            // [F, 2C, 2C] second layers, transposed

@@ -71,12 +71,20 @@ PreparedUNet::PreparedUNet(UNet& net, torch::ScalarType dtype, const Tensor& con
   in1_b_ = cast(p("in1.bias"));
   in2_w_ = linear_w(p("in2.weight"));
   in2_b_ = cast(p("in2.bias"));
-  out1_w_ = linear_w(p("out1.weight"));
-  out1_b_ = cast(p("out1.bias"));
   out2_w_ = linear_w(p("out2.weight"));
   out2_b_ = cast(p("out2.bias"));
-  out_conv_w_ = conv_w(p("out_conv.weight"));
-  out_conv_b_ = cast(p("out_conv.bias"));
+  {
+    // The output convolution and the per-time linear after it have nothing
+    // between them: one convolution does both (W1 Woc[k], W1 boc + b1), a
+    // matrix product less per step. Composed in double, rounded once.
+    const auto w1 = p("out1.weight").to(torch::kDouble);
+    const auto woc = p("out_conv.weight").to(torch::kDouble);
+    const int64_t k = woc.size(2);
+    auto w = w1.mm(woc.reshape({woc.size(0), -1})).view({w1.size(0), woc.size(1), k});
+    auto b = w1.mv(p("out_conv.bias").to(torch::kDouble)) + p("out1.bias").to(torch::kDouble);
+    out_conv_w_ = conv_w(w.to(torch::kFloat));
+    out_conv_b_ = cast(b.to(torch::kFloat));
+  }
 
   std::vector<std::string> block_names, film_names;
   for (int64_t i = 0; i < levels; ++i) {
@@ -147,7 +155,14 @@ PreparedUNet::PreparedUNet(UNet& net, torch::ScalarType dtype, const Tensor& con
       auto [gamma, beta] = film->forward(t_all);
       parts.push_back(one_gamma(torch::cat({gamma, beta}, -1).to(torch::kFloat)));
     }
-    film_full_ = torch::cat(parts, -1).contiguous();  // [T, F * 2C]
+    // Every block's GroupNorm affine at every step, so that a call is one
+    // gather: [T, blocks, 2C] -> (scale, shift) [2, blocks, T, C].
+    auto sel =
+        torch::cat(parts, -1).view({config_.n_steps, -1, 2 * c}).index_select(1, block_film_);
+    auto one_gamma = sel.narrow(2, 0, c), beta = sel.narrow(2, c, c);
+    auto scale = one_gamma * norm1_w_.squeeze(1);
+    auto shift = torch::addcmul(beta, norm1_b_.squeeze(1), one_gamma);
+    affine_table_ = torch::stack({scale, shift}).transpose(1, 2).to(norm_dtype_).contiguous();
   } else {
     if (cond.defined() && (cond.dim() != 2 || cond.size(1) != n_cond))
       throw UsageError("U-Net conditions must be [batch, " + std::to_string(n_cond) + "]");
@@ -198,15 +213,11 @@ Tensor PreparedUNet::block(const Block& b, int64_t index, const Tensor& x,
 }
 
 Tensor PreparedUNet::affine(const Tensor& t, int64_t batch) const {
+  if (affine_table_.defined()) return affine_table_.index_select(2, t);
   const int64_t c = config_.hidden;
   // FiLM outputs [F, B, 2C], then each block's GroupNorm affine [2, blocks, B, C].
-  Tensor film;
-  if (film_full_.defined()) {
-    film = film_full_.index_select(0, t).view({batch, -1, 2 * c}).transpose(0, 1);
-  } else {
-    auto h = torch::silu(film_a_.index_select(0, t) + film_c_);
-    film = torch::baddbmm(film_b2_, h.view({batch, -1, 2 * c}).transpose(0, 1), film_w2_);
-  }
+  auto h = torch::silu(film_a_.index_select(0, t) + film_c_);
+  auto film = torch::baddbmm(film_b2_, h.view({batch, -1, 2 * c}).transpose(0, 1), film_w2_);
   auto sel = film.index_select(0, block_film_);  // [blocks, B, 2C]
   auto one_gamma = sel.narrow(2, 0, c), beta = sel.narrow(2, c, c);
   auto affine = torch::empty({2, sel.size(0), batch, c}, sel.options());
@@ -292,8 +303,7 @@ Tensor PreparedUNet::forward_cl(const Tensor& x_in, const Tensor& affine) const 
         fused_ ? add_aligned_channels_last(y, up_bias_[u], s) : align_length_cl(y, s.size(1)) + s;
     x = block_cl(blocks_[k], static_cast<int64_t>(k), joined, affine);
   }
-  x = conv_cl(x, out_conv_w_, out_conv_b_, 1, 1);
-  x = linear_cl(x, out1_w_, out1_b_);
+  x = conv_cl(x, out_conv_w_, out_conv_b_, 1, 1);  // out_conv and out1 in one
   torch::silu_(x);
   x = linear_cl(x, out2_w_, out2_b_);
   auto out = torch::empty({batch, x.size(2), length}, x_in.options().dtype(torch::kFloat));
@@ -357,7 +367,6 @@ Tensor PreparedUNet::forward(const Tensor& x_in, const Tensor& t) const {
     ++k;
   }
   x = F::conv1d(x, out_conv_w_, F::Conv1dFuncOptions().bias(out_conv_b_).padding(1));
-  x = F::conv1d(x, out1_w_, F::Conv1dFuncOptions().bias(out1_b_));
   x = F::conv1d(torch::silu(x), out2_w_, F::Conv1dFuncOptions().bias(out2_b_));
   return x.to(torch::kFloat);
 }

@@ -158,13 +158,17 @@ torch::Tensor chain_with_tables(const Denoiser& denoise, const std::vector<int64
   }
   const auto device = x0_in.device();
   auto table = torch::tensor(rows, torch::kDouble).view({k_steps, 5}).to(torch::kFloat).to(device);
-  auto t_table = torch::tensor(ts, torch::kLong).to(device);
-  auto k_now = torch::zeros({1}, torch::TensorOptions().dtype(torch::kLong).device(device));
   auto x = x0_in.clone();
   const int64_t b = x.size(0);
+  // Row k: step k's t for every sequence, so that a step's t is one gather.
+  auto t_rows = torch::tensor(ts, torch::kLong).to(device).unsqueeze(1).expand({k_steps, b});
+  t_rows = t_rows.contiguous();
+  // The step counter lives on the device and each step advances it: a replay
+  // then needs nothing launched around it.
+  auto k_now = torch::zeros({1}, torch::TensorOptions().dtype(torch::kLong).device(device));
   auto body = [&] {
     auto row = table.index_select(0, k_now).view({5, 1, 1, 1});
-    auto tt = t_table.index_select(0, k_now).expand({b}).contiguous();
+    auto tt = t_rows.index_select(0, k_now).view({b});
     auto eps = denoise(x, tt).to(torch::kFloat);
     // In place, as few passes as the update allows (each is a kernel per step);
     // a denoiser that returns x itself or a view of it keeps its values.
@@ -178,10 +182,10 @@ torch::Tensor chain_with_tables(const Denoiser& denoise, const std::vector<int64
       x.mul_(row[2]).addcmul_(x0, row[3]);
     }
     if (any_noise) x.addcmul_(torch::randn_like(x), row[4]);
+    k_now.add_(1);
   };
   GraphedCall call(device, body, options.cuda_graph && device.is_cuda());
   for (int64_t i = 0; i < k_steps; ++i) {
-    k_now.fill_(i);
     call();
     if (on_step) on_step(i + 1, k_steps);
     if (options.stop_after > 0 && i + 1 >= options.stop_after) break;
