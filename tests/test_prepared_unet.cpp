@@ -176,6 +176,25 @@ TEST(PreparedUNet, Bf16StaysCloseToFp32) {
   }
 }
 
+// any_layout hands back the same values before the final cast and transpose:
+// in the compute type, channels-last as a view of [B, L, F].
+TEST(PreparedUNet, AnyLayoutGivesTheSameValues) {
+  auto net = random_net(small_config());
+  torch::manual_seed(8);
+  auto x = torch::randn({3, 5, 24});
+  auto t = torch::randint(0, 50, {3}, torch::kLong);
+  for (auto dtype : {torch::kFloat, torch::kBFloat16}) {
+    for (auto layout : kLayouts) {
+      PreparedUNet p(net, dtype, {}, layout);
+      auto raw = p.forward(x, t, true);
+      EXPECT_EQ(raw.scalar_type(), dtype);
+      EXPECT_EQ(raw.sizes(), x.sizes());
+      EXPECT_EQ(raw.is_contiguous(), !p.channels_last());
+      EXPECT_TRUE(torch::equal(raw.to(torch::kFloat), p.forward(x, t)));
+    }
+  }
+}
+
 TEST(PreparedUNet, IgnoresAnActiveAutocast) {
   auto net = random_net(small_config());
   torch::manual_seed(7);
@@ -253,6 +272,36 @@ TEST(PreparedUNet, GuidedChainMatchesTheModulesChain) {
         prepared_denoiser(net, torch::kFloat, cond, null_row, 2.0), schedule, x_t.clone(), o);
     EXPECT_TRUE(torch::allclose(prepared, module, 1e-4, 1e-4))
         << "tables " << tables << ": " << (prepared - module).abs().max().item<float>();
+  }
+}
+
+// Unguided, the prepared denoiser hands the chain eps as it comes out (bf16,
+// channels-last: a strided view); the table chain reads it as such, the plain
+// chain casts it first: the same chain either way.
+TEST(PreparedUNet, TableChainReadsEpsAsItComesOut) {
+  auto uc = small_config();
+  uc.n_steps = 20;
+  auto net = random_net(uc);
+  DiffusionConfig dc;
+  dc.n_steps = 20;
+  NoiseSchedule schedule(dc);
+  torch::manual_seed(9);
+  auto x_t = torch::randn({3, 5, 16});
+  for (auto layout : kLayouts) {
+    auto denoise = prepared_denoiser(net, torch::kBFloat16, {}, {}, 1.0, layout);
+    for (bool clip : {false, true}) {
+      SamplerOptions o;
+      o.kind = SamplerKind::kDdpm;
+      o.clip_x0 = clip;
+      torch::manual_seed(3);
+      auto plain = reverse_diffusion_from(denoise, schedule, x_t.clone(), o);
+      o.device_tables = true;
+      torch::manual_seed(3);
+      auto tables = reverse_diffusion_from(denoise, schedule, x_t.clone(), o);
+      EXPECT_EQ(tables.scalar_type(), torch::kFloat);
+      EXPECT_TRUE(torch::allclose(tables, plain, 1e-4, 1e-4))
+          << "clip " << clip << ": " << (tables - plain).abs().max().item<float>();
+    }
   }
 }
 

@@ -52,7 +52,11 @@ class PreparedUNet {
 
   // eps-hat [B, features, L] in fp32 for x [B, features, L] (any floating
   // type) at steps t [B] int64. Runs without autograd and without autocast.
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t) const;
+  // any_layout: the same values as they come out, in the compute type and,
+  // channels-last, as a transposed view of [B, L, features]: for a caller
+  // whose next operation reads them anyway (a pass and a buffer fewer).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t,
+                        bool any_layout = false) const;
 
   torch::ScalarType dtype() const { return dtype_; }
   bool channels_last() const { return channels_last_; }
@@ -72,7 +76,8 @@ class PreparedUNet {
   torch::Tensor block_cl(const Block& b, int64_t index, const torch::Tensor& x,
                          const torch::Tensor& affine) const;
   torch::Tensor affine(const torch::Tensor& t, int64_t batch) const;
-  torch::Tensor forward_cl(const torch::Tensor& x, const torch::Tensor& affine) const;
+  torch::Tensor forward_cl(const torch::Tensor& x, const torch::Tensor& affine,
+                           bool any_layout) const;
 
   UNetConfig config_;
   torch::ScalarType dtype_;

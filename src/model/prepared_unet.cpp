@@ -273,7 +273,7 @@ Tensor PreparedUNet::block_cl(const Block& b, int64_t index, const Tensor& x,
   return conv_cl(y, b.conv2_w, b.conv2_b, 1, 1).add_(x);
 }
 
-Tensor PreparedUNet::forward_cl(const Tensor& x_in, const Tensor& affine) const {
+Tensor PreparedUNet::forward_cl(const Tensor& x_in, const Tensor& affine, bool any_layout) const {
   const int64_t batch = x_in.size(0), length = x_in.size(2), levels = config_.levels;
   auto x = torch::empty({batch, length, x_in.size(1)}, x_in.options().dtype(dtype_));
   x.copy_(x_in.transpose(1, 2));  // cast and transpose in one copy
@@ -306,12 +306,13 @@ Tensor PreparedUNet::forward_cl(const Tensor& x_in, const Tensor& affine) const 
   x = conv_cl(x, out_conv_w_, out_conv_b_, 1, 1);  // out_conv and out1 in one
   torch::silu_(x);
   x = linear_cl(x, out2_w_, out2_b_);
+  if (any_layout) return x.transpose(1, 2);
   auto out = torch::empty({batch, x.size(2), length}, x_in.options().dtype(torch::kFloat));
   out.copy_(x.transpose(1, 2));
   return out;
 }
 
-Tensor PreparedUNet::forward(const Tensor& x_in, const Tensor& t) const {
+Tensor PreparedUNet::forward(const Tensor& x_in, const Tensor& t, bool any_layout) const {
   torch::NoGradGuard no_grad;
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
   const int64_t levels = config_.levels;
@@ -330,7 +331,8 @@ Tensor PreparedUNet::forward(const Tensor& x_in, const Tensor& t) const {
                      " sequences, called with " + std::to_string(batch));
 
   const auto affine = this->affine(t, batch);
-  if (channels_last_ && (!parallel_ || batch < parallel_->size())) return forward_cl(x_in, affine);
+  if (channels_last_ && (!parallel_ || batch < parallel_->size()))
+    return forward_cl(x_in, affine, any_layout);
   if (channels_last_) {
     auto out = torch::empty(x_in.sizes(), x_in.options().dtype(torch::kFloat));
     const int64_t n = parallel_->size(), per = (batch + n - 1) / n;
@@ -338,7 +340,7 @@ Tensor PreparedUNet::forward(const Tensor& x_in, const Tensor& t) const {
       const int64_t start = i * per, len = std::min(per, batch - start);
       if (len > 0)
         out.narrow(0, start, len)
-            .copy_(forward_cl(x_in.narrow(0, start, len), affine.narrow(2, start, len)));
+            .copy_(forward_cl(x_in.narrow(0, start, len), affine.narrow(2, start, len), true));
     });
     return out;
   }
@@ -368,7 +370,7 @@ Tensor PreparedUNet::forward(const Tensor& x_in, const Tensor& t) const {
   }
   x = F::conv1d(x, out_conv_w_, F::Conv1dFuncOptions().bias(out_conv_b_).padding(1));
   x = F::conv1d(torch::silu(x), out2_w_, F::Conv1dFuncOptions().bias(out2_b_));
-  return x.to(torch::kFloat);
+  return any_layout ? x : x.to(torch::kFloat);
 }
 
 }  // namespace healthgym

@@ -75,7 +75,7 @@ Denoiser prepared_denoiser(UNet& net, torch::ScalarType dtype, const torch::Tens
   auto prepared = std::make_shared<PreparedUNet>(net, dtype, rows, layout, streams);
   if (!guided)
     return [prepared](const torch::Tensor& x, const torch::Tensor& t) {
-      return prepared->forward(x, t);
+      return prepared->forward(x, t, /*any_layout=*/true);
     };
   return [prepared, guidance](const torch::Tensor& x, const torch::Tensor& t) {
     auto parts = prepared->forward(torch::cat({x, x}, 0), torch::cat({t, t}, 0)).chunk(2, 0);
@@ -169,9 +169,11 @@ torch::Tensor chain_with_tables(const Denoiser& denoise, const std::vector<int64
   auto body = [&] {
     auto row = table.index_select(0, k_now).view({5, 1, 1, 1});
     auto tt = t_rows.index_select(0, k_now).view({b});
-    auto eps = denoise(x, tt).to(torch::kFloat);
-    // In place, as few passes as the update allows (each is a kernel per step);
-    // a denoiser that returns x itself or a view of it keeps its values.
+    // eps as the denoiser gives it (maybe bf16, maybe a strided view): the
+    // update's first pass reads it in fp32 anyway. In place, as few passes as
+    // the update allows (each is a kernel per step); a denoiser that returns x
+    // itself or a view of it keeps its values.
+    auto eps = denoise(x, tt);
     if (eps.is_alias_of(x)) eps = eps.clone();
     if (!project) {
       x.mul_(row[2]).addcmul_(eps, row[3]);
