@@ -102,6 +102,15 @@ if want bench; then
   # itself replayed as a CUDA graph.
   stage kernels_bf16 90 "$py" bench/gpu_kernels.py
   cat "$out/kernels_bf16.log"
+  # Where the step's time goes, kernel by kernel, when Nsight Systems is there.
+  nsys=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys \
+    2>/dev/null | head -n 1)
+  if [ -n "$nsys" ]; then
+    NSYS=$nsys stage profile_bf16 180 scripts/gpu_profile.sh "$bin" "$out/profile" --precision bf16
+    head -n 30 "$out/profile_bf16.log"
+  else
+    log "profile_bf16: no nsys on this machine, skipped"
+  fi
 fi
 if want bench && [ "${BENCH:-full}" != quick ]; then
   stage kernels_fp32 90 "$py" bench/gpu_kernels.py --dtype fp32
