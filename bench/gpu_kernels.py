@@ -5,8 +5,9 @@ width 256, length 100 and its halves), each replayed as a CUDA graph:
 
     python3 bench/gpu_kernels.py [--batch 100] [--dtype bf16]
 
-Prints microseconds per call: the k3 convolution as Conv1d (N, C, L) and as
-Conv2d in channels-last, GroupNorm, SiLU, and the whole reference U-Net
+Prints microseconds per call: the k3 convolution as Conv1d (N, C, L), as
+Conv2d in channels-last, as three matrix products over a padded buffer and as
+one over its three taps side by side (--block-convs gemm), GroupNorm, SiLU, and the whole reference U-Net
 (bench/seed_reference.py's) forward in a graph, under autocast and with its
 weights cast to the precision.
 """
@@ -86,9 +87,20 @@ def main():
         want = F.conv1d(x, w, bias, padding=1).transpose(1, 2)
         got = torch.cat([acc, acc[:2]]).view(b, length + 2, c)[:, :length]
         err = ((got.float() - want.float()).abs().max() / want.float().abs().max()).item()
+        # As healthgym's --block-convs gemm: the normalisation writes the taps
+        # [B, L, 3C] (row l: x[l - 1], x[l], x[l + 1]) and the convolution is one
+        # matrix product with the kernel as [3C, C].
+        taps3 = torch.cat([xp[:, 0:length], xp[:, 1:length + 1], xp[:, 2:length + 2]], 2)
+        taps3 = taps3.reshape(b * length, 3 * c)
+        w3 = w.permute(2, 1, 0).reshape(3 * c, c).contiguous()
+        out1 = torch.empty(b * length, c, device=dev, dtype=dt)
+        t7 = timed(lambda: torch.mm(taps3, w3, out=out1))
+        err1 = ((out1.view(b, length, c).float() - want.float()).abs().max() /
+                want.float().abs().max()).item()
         print(f"L {length:4d}: conv1d {t1:6.1f} us ({flops / t1 / 1e6:5.0f} TFLOP/s), "
               f"conv2d channels-last {t2:6.1f} us ({flops / t2 / 1e6:5.0f}), "
               f"3 GEMMs {t6:6.1f} us ({flops / t6 / 1e6:5.0f}, rel err {err:.1e}), "
+              f"1 GEMM over taps {t7:6.1f} us ({flops / t7 / 1e6:5.0f}, rel err {err1:.1e}), "
               f"group_norm per-sample {t3:5.1f}, channels-last {t5:5.1f}, silu {t4:5.1f}")
     spec = importlib.util.spec_from_file_location(
         "ref", os.path.join(os.path.dirname(os.path.abspath(__file__)), "seed_reference.py"))

@@ -72,26 +72,28 @@ if want tests; then
 fi
 
 # Bench against the reference at its shapes, alternating; the main pair twice.
-# A variant is "precision graph prepared [layout [streams]]"; its log is
-# hg_PRECISION_GRAPH[_module][_cf][_sN]_ROUND.
+# A variant is "precision graph prepared [layout [streams [block-convs]]]"; its
+# log is hg_PRECISION_GRAPH[_module][_cf][_sN][_gemm]_ROUND.
 if want bench; then
   for round in 1 2; do
     stage "ref_$round" 120 "$py" bench/seed_reference.py --device cuda --train-steps 50
     tail -n 1 "$out/ref_$round.log"
-    variants=("bf16 auto on")
+    variants=("bf16 auto on" "bf16 auto on auto 1 gemm")
     [ "$round" = 1 ] && variants+=("bf16 auto on channels-first" "fp32 auto on")
     [ "$round" = 1 ] && [ "${BENCH:-full}" != quick ] && variants+=("bf16 auto on auto 2"
       "bf16 auto off" "fp16 auto on" "fp16 off off" "bf16 off off")
     for v in "${variants[@]}"; do
       # shellcheck disable=SC2086 # a variant is words
       set -- $v
-      layout=${4:-auto} streams=${5:-1}
+      layout=${4:-auto} streams=${5:-1} convs=${6:-library}
       name="hg_${1}_${2}"
       [ "$3" = off ] && [ "$2" != off ] && name+="_module"
       [ "$layout" = channels-first ] && name+="_cf"
       [ "$streams" != 1 ] && name+="_s$streams"
+      [ "$convs" = gemm ] && name+="_gemm"
       stage "${name}_$round" 120 "$bin" bench --device cuda --train-steps 50 \
-        --precision "$1" --graph "$2" --prepared "$3" --layout "$layout" --streams "$streams"
+        --precision "$1" --graph "$2" --prepared "$3" --layout "$layout" --streams "$streams" \
+        --block-convs "$convs"
       tail -n 1 "$out/${name}_$round.log"
     done
   done

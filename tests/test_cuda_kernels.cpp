@@ -106,6 +106,36 @@ TEST(GroupNormSilu, InputBiasIsAddedBeforeTheStatistics) {
 }
 
 // a plus bias, cut or zero-padded to r's length, plus r: worked by hand.
+// taps3: row l holds the results at l - 1, l, l + 1 (zeros past the ends), so
+// that one matrix product with the weights as [3C, Cout] is Conv1d(k 3, pad 1).
+TEST(GroupNormSilu, Taps3HoldNeighboursForAConvolution) {
+  torch::manual_seed(3);
+  auto x = torch::randn({2, 5, 8});
+  auto scale = torch::randn({2, 8}), shift = torch::randn({8}), bias = torch::randn({8});
+  auto y = group_norm_silu_reference(x, 4, scale, shift, 1e-5, bias);
+  for (bool cpu_kernel : {false, true}) {
+    auto taps = cpu_kernel ? group_norm_silu_channels_last(x, 4, scale, shift, 1e-5, bias, true)
+                           : group_norm_silu_reference(x, 4, scale, shift, 1e-5, bias, true);
+    ASSERT_EQ(taps.sizes(), torch::IntArrayRef({2, 5, 24}));
+    for (int64_t l = 0; l < 5; ++l) {
+      auto left = l > 0 ? y.select(1, l - 1) : torch::zeros({2, 8});
+      auto right = l < 4 ? y.select(1, l + 1) : torch::zeros({2, 8});
+      auto row = taps.select(1, l);
+      EXPECT_TRUE(torch::allclose(row.narrow(1, 0, 8), left, 1e-5, 1e-6)) << "l " << l;
+      EXPECT_TRUE(torch::allclose(row.narrow(1, 8, 8), y.select(1, l), 1e-5, 1e-6)) << "l " << l;
+      EXPECT_TRUE(torch::allclose(row.narrow(1, 16, 8), right, 1e-5, 1e-6)) << "l " << l;
+    }
+  }
+  auto w = torch::randn({6, 8, 3});
+  auto conv = torch::conv1d(y.transpose(1, 2), w, {}, 1, 1).transpose(1, 2);  // [2, 5, 6]
+  auto gemm = torch::matmul(taps3_of(y), conv3_weight_as_matrix(w));
+  EXPECT_TRUE(torch::allclose(gemm, conv, 1e-5, 1e-5));
+  EXPECT_NE(message_of([] {
+              conv3_weight_as_matrix(torch::zeros({6, 8, 5}));
+            }).find("[out, in, 3]"),
+            std::string::npos);
+}
+
 TEST(AddAligned, ReferenceMatchesAHandComputation) {
   auto a = torch::arange(12, torch::kFloat).view({2, 3, 2});  // a[b, l, c] = 6b + 2l + c
   auto r = torch::full({2, 4, 2}, 100.f);
@@ -162,10 +192,12 @@ TEST(GroupNormSiluCuda, KernelMatchesTheReference) {
           auto shift = affine == 0 ? per_sample.flip(0) : shared;
           // affine 3: as 2, with an input bias.
           auto in_bias = affine == 3 ? torch::randn({s.c}, opts) * 2 : torch::Tensor();
-          auto got = group_norm_silu_channels_last(x, s.g, scale, shift, 1e-5, in_bias);
-          auto want = group_norm_silu_reference(x, s.g, scale, shift, 1e-5, in_bias);
+          // affine 1 and 3 write taps3 as well.
+          const bool taps3 = affine % 2 == 1;
+          auto got = group_norm_silu_channels_last(x, s.g, scale, shift, 1e-5, in_bias, taps3);
+          auto want = group_norm_silu_reference(x, s.g, scale, shift, 1e-5, in_bias, taps3);
           ASSERT_EQ(got.scalar_type(), type);
-          ASSERT_EQ(got.sizes(), x.sizes());
+          ASSERT_EQ(got.sizes(), want.sizes());
           const double err = ((got.to(torch::kFloat) - want.to(torch::kFloat)).abs() /
                               (want.to(torch::kFloat).abs() + 1))
                                  .max()
@@ -187,12 +219,15 @@ TEST(GroupNormSiluCuda, KernelMatchesTheReference) {
     auto odd = torch::randn({1 + 4 * 20 * 64}, opts).narrow(0, 1, 4 * 20 * 64).view({4, 20, 64});
     auto sc = torch::randn({4, 64}, opts.dtype(torch::kFloat)),
          sh = torch::randn({64}, sc.options());
-    const double err = (group_norm_silu_channels_last(odd, 4, sc, sh, 1e-5).to(torch::kFloat) -
-                        group_norm_silu_reference(odd, 4, sc, sh, 1e-5).to(torch::kFloat))
-                           .abs()
-                           .max()
-                           .item<double>();
-    EXPECT_LT(err, tol * 4) << c10::toString(type);
+    for (bool taps3 : {false, true}) {
+      const double err =
+          (group_norm_silu_channels_last(odd, 4, sc, sh, 1e-5, {}, taps3).to(torch::kFloat) -
+           group_norm_silu_reference(odd, 4, sc, sh, 1e-5, {}, taps3).to(torch::kFloat))
+              .abs()
+              .max()
+              .item<double>();
+      EXPECT_LT(err, tol * 4) << c10::toString(type) << ", taps3 " << taps3;
+    }
   }
   // An affine on another device is refused by name.
   EXPECT_NE(message_of([&] {

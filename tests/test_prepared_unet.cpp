@@ -47,6 +47,15 @@ float max_rel_diff(const torch::Tensor& a, const torch::Tensor& b) {
   return ((a - b).abs().max() / b.abs().max().clamp_min(1e-6)).item<float>();
 }
 
+PreparedOptions with(PreparedLayout layout, int64_t streams = 1,
+                     std::optional<bool> fold_biases = std::nullopt) {
+  PreparedOptions o;
+  o.layout = layout;
+  o.streams = streams;
+  o.fold_biases = fold_biases;
+  return o;
+}
+
 // Both layouts on the CPU (channels-last there normalises through healthgym's
 // CPU kernel, itself tested against the LibTorch reference the CUDA kernel is).
 const PreparedLayout kLayouts[] = {PreparedLayout::kChannelsFirst, PreparedLayout::kChannelsLast};
@@ -66,7 +75,7 @@ TEST(PreparedUNet, MatchesTheModuleInFp32) {
       expected = net->forward(x, t);
     }
     for (auto layout : kLayouts) {
-      PreparedUNet p(net, torch::kFloat, {}, layout);
+      PreparedUNet p(net, torch::kFloat, {}, with(layout));
       EXPECT_EQ(p.channels_last(), layout == PreparedLayout::kChannelsLast);
       auto got = p.forward(x, t);
       EXPECT_EQ(got.scalar_type(), torch::kFloat);
@@ -82,7 +91,8 @@ TEST(PreparedUNet, MatchesTheModuleInFp32) {
 }
 
 // Biases folded into the kernels that read the convolutions' outputs (the
-// default on a GPU with healthgym's kernels) compute the same function: on
+// default on a GPU with healthgym's kernels), and the block convolutions as
+// matrix products over taps, compute the same function: on
 // the CPU through those functions' CPU versions, at 0, 1 and 3 levels, with
 // the up path's crops (length 37 pools to 19, 10, 5; upsampling gives 10, then
 // 20 cut to 19, 38 cut to 37).
@@ -108,17 +118,31 @@ TEST(PreparedUNet, FoldedBiasesMatchTheModule) {
       torch::NoGradGuard ng;
       expected = net->forward(x, t, cond);
     }
-    PreparedUNet folded(net, torch::kFloat, cond, PreparedLayout::kChannelsLast, 1, true);
-    EXPECT_TRUE(folded.folds_biases());
-    EXPECT_LT(max_rel_diff(folded.forward(x, t), expected), 1e-5) << "levels " << levels;
-    PreparedUNet bf16(net, torch::kBFloat16, cond, PreparedLayout::kChannelsLast, 1, true);
-    EXPECT_LT(max_rel_diff(bf16.forward(x, t), expected), 0.05) << "levels " << levels;
+    // Folded; folded with the block convolutions as matrix products over
+    // taps; those alone.
+    for (auto [fold, gemm] : {std::pair{true, false}, {true, true}, {false, true}}) {
+      auto o = with(PreparedLayout::kChannelsLast, 1, fold);
+      o.gemm_convs = gemm;
+      PreparedUNet fp32(net, torch::kFloat, cond, o);
+      EXPECT_EQ(fp32.folds_biases(), fold);
+      EXPECT_EQ(fp32.gemm_convs(), gemm);
+      EXPECT_LT(max_rel_diff(fp32.forward(x, t), expected), 1e-5)
+          << "levels " << levels << ", fold " << fold << ", gemm " << gemm;
+      PreparedUNet bf16(net, torch::kBFloat16, cond, o);
+      EXPECT_LT(max_rel_diff(bf16.forward(x, t), expected), 0.05)
+          << "levels " << levels << ", fold " << fold << ", gemm " << gemm;
+    }
   }
-  // Not folded by default on the CPU, nor ever channels-first.
+  // Neither by default on the CPU, nor ever channels-first.
   auto net = random_net(small_config());
-  EXPECT_FALSE(PreparedUNet(net, torch::kFloat, {}, PreparedLayout::kChannelsLast).folds_biases());
-  EXPECT_FALSE(
-      PreparedUNet(net, torch::kFloat, {}, PreparedLayout::kChannelsFirst, 1, true).folds_biases());
+  PreparedUNet plain(net, torch::kFloat, {}, with(PreparedLayout::kChannelsLast));
+  EXPECT_FALSE(plain.folds_biases());
+  EXPECT_FALSE(plain.gemm_convs());
+  auto o = with(PreparedLayout::kChannelsFirst, 1, true);
+  o.gemm_convs = true;
+  PreparedUNet first(net, torch::kFloat, {}, o);
+  EXPECT_FALSE(first.folds_biases());
+  EXPECT_FALSE(first.gemm_convs());
 }
 
 // Width 8 in 8 groups down to length 1 (a sample test's model): convolution
@@ -134,7 +158,7 @@ TEST(PreparedUNet, MatchesTheModuleAtTinyShapes) {
     auto t = torch::randint(0, 50, {batch}, torch::kLong);
     torch::NoGradGuard ng;
     for (auto layout : kLayouts)
-      EXPECT_LT(max_rel_diff(PreparedUNet(net, torch::kFloat, {}, layout).forward(x, t),
+      EXPECT_LT(max_rel_diff(PreparedUNet(net, torch::kFloat, {}, with(layout)).forward(x, t),
                              net->forward(x, t)),
                 1e-5)
           << "batch " << batch << ", layout " << static_cast<int>(layout);
@@ -152,11 +176,11 @@ TEST(PreparedUNet, MatchesTheModuleWithConditions) {
       {torch::randint(0, 3, {5}, torch::kLong), torch::randint(0, 4, {5}, torch::kLong)}, 1);
   torch::NoGradGuard ng;
   for (auto layout : kLayouts) {
-    EXPECT_LT(max_rel_diff(PreparedUNet(net, torch::kFloat, cond, layout).forward(x, t),
+    EXPECT_LT(max_rel_diff(PreparedUNet(net, torch::kFloat, cond, with(layout)).forward(x, t),
                            net->forward(x, t, cond)),
               1e-5);
     // No conditions given: each variable's last (dropped) row, as the module.
-    EXPECT_LT(max_rel_diff(PreparedUNet(net, torch::kFloat, {}, layout).forward(x, t),
+    EXPECT_LT(max_rel_diff(PreparedUNet(net, torch::kFloat, {}, with(layout)).forward(x, t),
                            net->forward(x, t)),
               1e-5);
   }
@@ -169,7 +193,7 @@ TEST(PreparedUNet, Bf16StaysCloseToFp32) {
   auto t = torch::randint(0, 50, {4}, torch::kLong);
   auto fp32 = PreparedUNet(net, torch::kFloat).forward(x, t);
   for (auto layout : kLayouts) {
-    auto bf16 = PreparedUNet(net, torch::kBFloat16, {}, layout).forward(x, t);
+    auto bf16 = PreparedUNet(net, torch::kBFloat16, {}, with(layout)).forward(x, t);
     EXPECT_EQ(bf16.scalar_type(), torch::kFloat);
     // bf16 keeps 8 bits of mantissa; a dozen layers deep the error stays a few percent.
     EXPECT_LT(max_rel_diff(bf16, fp32), 0.05);
@@ -185,7 +209,7 @@ TEST(PreparedUNet, AnyLayoutGivesTheSameValues) {
   auto t = torch::randint(0, 50, {3}, torch::kLong);
   for (auto dtype : {torch::kFloat, torch::kBFloat16}) {
     for (auto layout : kLayouts) {
-      PreparedUNet p(net, dtype, {}, layout);
+      PreparedUNet p(net, dtype, {}, with(layout));
       auto raw = p.forward(x, t, true);
       EXPECT_EQ(raw.scalar_type(), dtype);
       EXPECT_EQ(raw.sizes(), x.sizes());
@@ -231,7 +255,7 @@ TEST(PreparedUNet, RejectsWhatTheModuleRejects) {
                UsageError);  // conditions for 4
   EXPECT_THROW(PreparedUNet(net, torch::kFloat, torch::zeros({4, 2}, torch::kLong)), UsageError);
   EXPECT_THROW(PreparedUNet(net, torch::kInt), UsageError);
-  EXPECT_THROW(PreparedUNet(net, torch::kFloat, {}, PreparedLayout::kAuto, 0), UsageError);
+  EXPECT_THROW(PreparedUNet(net, torch::kFloat, {}, with(PreparedLayout::kAuto, 0)), UsageError);
   auto plain = random_net(small_config());
   EXPECT_THROW(PreparedUNet(plain, torch::kFloat, torch::zeros({4, 1}, torch::kLong)), UsageError);
 }
@@ -242,8 +266,8 @@ TEST(PreparedUNet, AutoLayoutOnTheCpu) {
   auto net = random_net(small_config());
   EXPECT_TRUE(PreparedUNet(net, torch::kBFloat16).channels_last());
   EXPECT_FALSE(PreparedUNet(net, torch::kFloat).channels_last());
-  EXPECT_FALSE(
-      PreparedUNet(net, torch::kBFloat16, {}, PreparedLayout::kChannelsFirst).channels_last());
+  EXPECT_FALSE(PreparedUNet(net, torch::kBFloat16, {}, with(PreparedLayout::kChannelsFirst))
+                   .channels_last());
 }
 
 // The chain through the prepared network equals the chain through the module,
@@ -288,7 +312,7 @@ TEST(PreparedUNet, TableChainReadsEpsAsItComesOut) {
   torch::manual_seed(9);
   auto x_t = torch::randn({3, 5, 16});
   for (auto layout : kLayouts) {
-    auto denoise = prepared_denoiser(net, torch::kBFloat16, {}, {}, 1.0, layout);
+    auto denoise = prepared_denoiser(net, torch::kBFloat16, {}, {}, 1.0, with(layout));
     for (bool clip : {false, true}) {
       SamplerOptions o;
       o.kind = SamplerKind::kDdpm;
@@ -332,14 +356,17 @@ TEST(PreparedUNetCuda, GraphedChainTracksTheModule) {
                                                         {torch::kBFloat16, 0.1}};
   for (const auto& [dtype, tol] : cases) {
     for (auto layout : {PreparedLayout::kAuto, PreparedLayout::kChannelsFirst})
-      for (int64_t streams : {1, 2}) {
-        auto got = reverse_diffusion_from(
-            prepared_denoiser(net, dtype, {}, {}, 1.0, layout, streams), schedule, x_t.clone(), o);
-        EXPECT_EQ(last_chain_mode(), "cuda-graph");
-        EXPECT_LT((got - module).abs().max().item<float>(), tol)
-            << c10::toString(dtype) << ", layout " << static_cast<int>(layout) << ", streams "
-            << streams;
-      }
+      for (int64_t streams : {1, 2})
+        for (bool gemm : {false, true}) {
+          auto po = with(layout, streams);
+          po.gemm_convs = gemm;
+          auto got = reverse_diffusion_from(prepared_denoiser(net, dtype, {}, {}, 1.0, po),
+                                            schedule, x_t.clone(), o);
+          EXPECT_EQ(last_chain_mode(), "cuda-graph");
+          EXPECT_LT((got - module).abs().max().item<float>(), tol)
+              << c10::toString(dtype) << ", layout " << static_cast<int>(layout) << ", streams "
+              << streams << ", gemm " << gemm;
+        }
   }
 }
 
@@ -363,7 +390,15 @@ TEST(PreparedUNetCuda, ChannelsLastMatchesTheModule) {
   auto expected = net->forward(x, t, cond);
   EXPECT_LT(max_rel_diff(p.forward(x, t), expected), 1e-2);
   // The batch split across 4 streams (6 = 2 + 2 + 2 + 0 rows).
-  PreparedUNet split(net, torch::kFloat, cond, PreparedLayout::kAuto, 4);
+  PreparedUNet split(net, torch::kFloat, cond, with(PreparedLayout::kAuto, 4));
   EXPECT_LT(max_rel_diff(split.forward(x, t), expected), 1e-2);
+  // The block convolutions as matrix products over the normalisations' taps.
+  auto go = with(PreparedLayout::kAuto);
+  go.gemm_convs = true;
+  PreparedUNet gemm(net, torch::kFloat, cond, go);
+  EXPECT_EQ(gemm.gemm_convs(), built_with_cuda_kernels());
+  EXPECT_LT(max_rel_diff(gemm.forward(x, t), expected), 1e-2);
+  EXPECT_LT(max_rel_diff(PreparedUNet(net, torch::kBFloat16, cond, go).forward(x, t), expected),
+            0.05);
   EXPECT_LT(max_rel_diff(PreparedUNet(net, torch::kBFloat16, cond).forward(x, t), expected), 0.05);
 }

@@ -65,6 +65,12 @@ Action register_bench(CLI::App& app) {
                   "CUDA streams the channels-last network splits each sample batch across "
                   "(parallel branches of the denoising step's graph)")
       ->capture_default_str();
+  sub->add_option("--block-convs", c.block_convs,
+                  "the channels-last network's residual-block convolutions: library (cuDNN's or "
+                  "oneDNN's) or gemm (the normalisation before each writes its three taps, "
+                  "the convolution is one matrix product)")
+      ->check(CLI::IsMember({"library", "gemm"}))
+      ->capture_default_str();
   sub->add_option("--ddim-steps", c.ddim_steps, "K for --sampler ddim (0 = T)")
       ->capture_default_str();
   return [o] {

@@ -18,14 +18,23 @@ bool built_with_cuda_kernels();
 // fp32, as torch::group_norm's (biased variance, eps inside the root); the
 // result in x's type, [B, L, C] contiguous. One kernel on CUDA with the kernels
 // built; on the CPU, fp32 and bf16 go through healthgym's CPU kernel
-// (cpu_kernels.hpp).
+// (cpu_kernels.hpp). taps3: the result as [B, L, 3C] instead, row l holding
+// y[l - 1], y[l], y[l + 1] (zeros past the ends; taps3_of(y)): a kernel-3,
+// padding-1 convolution of y is then one matrix product with its weights as
+// [3C, Cout] (conv3_weight_as_matrix).
 torch::Tensor group_norm_silu_channels_last(const torch::Tensor& x, int64_t groups,
                                             const torch::Tensor& scale, const torch::Tensor& shift,
-                                            double eps, const torch::Tensor& in_bias = {});
+                                            double eps, const torch::Tensor& in_bias = {},
+                                            bool taps3 = false);
 // The same through LibTorch operations, on any device.
 torch::Tensor group_norm_silu_reference(const torch::Tensor& x, int64_t groups,
                                         const torch::Tensor& scale, const torch::Tensor& shift,
-                                        double eps, const torch::Tensor& in_bias = {});
+                                        double eps, const torch::Tensor& in_bias = {},
+                                        bool taps3 = false);
+// [B, L, C] -> [B, L, 3C]: row l is (y[l - 1], y[l], y[l + 1]), zeros past the ends.
+torch::Tensor taps3_of(const torch::Tensor& y);
+// A Conv1d weight [Cout, Cin, 3] as the [3 Cin, Cout] matrix that multiplies taps3 rows.
+torch::Tensor conv3_weight_as_matrix(const torch::Tensor& w);
 
 // (a + bias) cut or zero-padded to L rows, plus r, for r [B, L, C] and a
 // [B, La, C] of r's type (the U-Net's upsampling output with its bias, aligned

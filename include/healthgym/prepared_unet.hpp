@@ -36,19 +36,32 @@ bool prepared_channels_last(PreparedLayout layout, const torch::Device& device,
 PreparedLayout prepared_layout_from_string(
     const std::string& s);  // auto | channels-first | channels-last
 
+// How the prepared network computes (each choice computes the same function).
+struct PreparedOptions {
+  PreparedLayout layout = PreparedLayout::kAuto;
+  // Channels-last on CUDA: the batch split across this many streams.
+  int64_t streams = 1;
+  // Channels-last only: convolutions run without bias, each bias added by the
+  // kernel that reads their output next (cuda_kernels.hpp). Unset: on a CUDA
+  // device with healthgym's kernels built, where it saves a pass per
+  // convolution; elsewhere the same function, one extra pass each.
+  std::optional<bool> fold_biases;
+  // Channels-last only: each residual block's convolutions as one matrix
+  // product, over the three taps that the normalisation before it writes
+  // (group_norm_silu_channels_last's taps3), instead of a library
+  // convolution. Unset: off (measured no faster on the CPU).
+  std::optional<bool> gemm_convs;
+  void validate() const;  // throws UsageError
+};
+
 class PreparedUNet {
  public:
   // A snapshot of net's weights (later training does not reach it) on net's
   // device, computing in dtype (kFloat, kBFloat16 or kHalf). cond: [B, k] row
   // indices that every call uses (forward's batch must then be B), or
   // undefined for each conditioning variable's last row, as UNet::forward.
-  // fold_biases (channels-last only): convolutions run without bias, each
-  // bias added by the kernel that reads their output next (cuda_kernels.hpp).
-  // Unset: on a CUDA device with healthgym's kernels built, where it saves a
-  // pass per convolution; elsewhere the same function, one extra pass each.
   PreparedUNet(UNet& net, torch::ScalarType dtype, const torch::Tensor& cond = {},
-               PreparedLayout layout = PreparedLayout::kAuto, int64_t streams = 1,
-               std::optional<bool> fold_biases = std::nullopt);
+               const PreparedOptions& options = {});
 
   // eps-hat [B, features, L] in fp32 for x [B, features, L] (any floating
   // type) at steps t [B] int64. Runs without autograd and without autocast.
@@ -61,9 +74,11 @@ class PreparedUNet {
   torch::ScalarType dtype() const { return dtype_; }
   bool channels_last() const { return channels_last_; }
   bool folds_biases() const { return fused_; }
+  bool gemm_convs() const { return gemm_convs_; }
 
  private:
   struct Block {
+    // conv weights as conv_w's layout, or with gemm_convs_ as [3 Cin, Cout].
     torch::Tensor conv1_w, conv1_b, conv2_w, conv2_b, norm2_w, norm2_b;
     // Folding biases (fused_): biases in fp32 that the kernels add
     // instead of the convolutions. conv1's goes into norm2's input; the input's
@@ -89,6 +104,7 @@ class PreparedUNet {
   // kernels): convolutions without bias, each bias added by the kernel that
   // reads the convolution's output next.
   bool fused_ = false;
+  bool gemm_convs_ = false;  // PreparedOptions::gemm_convs, resolved
   // Channels-last on CUDA with streams > 1: the batch split across them.
   std::shared_ptr<ParallelStreams> parallel_;
   int64_t groups_ = 1;

@@ -69,7 +69,7 @@ Denoiser guided_denoiser(UNet& net, const torch::Tensor& cond, const torch::Tens
 // once for the whole chain (a snapshot of net's), and no autocast is needed.
 Denoiser prepared_denoiser(UNet& net, torch::ScalarType dtype, const torch::Tensor& cond,
                            const torch::Tensor& null_row, double guidance,
-                           PreparedLayout layout = PreparedLayout::kAuto, int64_t streams = 1);
+                           const PreparedOptions& options = {});
 
 // Starts the chain from a given x_T instead of fresh noise (tests, bench).
 torch::Tensor reverse_diffusion_from(UNet& net, const NoiseSchedule& schedule, torch::Tensor x,

@@ -105,9 +105,24 @@ void check_launch(const char* fn, int rc) {
 
 }  // namespace
 
+torch::Tensor taps3_of(const torch::Tensor& y) {
+  if (!y.defined() || y.dim() != 3)
+    throw UsageError("taps3_of: y must be [batch, length, channels], got " + described(y));
+  const int64_t l = y.size(1);
+  auto padded = torch::constant_pad_nd(y, {0, 0, 1, 1});
+  return torch::cat({padded.narrow(1, 0, l), padded.narrow(1, 1, l), padded.narrow(1, 2, l)}, 2);
+}
+
+torch::Tensor conv3_weight_as_matrix(const torch::Tensor& w) {
+  if (!w.defined() || w.dim() != 3 || w.size(2) != 3)
+    throw UsageError("conv3_weight_as_matrix: w must be [out, in, 3], got " + described(w));
+  return w.permute({2, 1, 0}).reshape({3 * w.size(1), w.size(0)}).contiguous();
+}
+
 torch::Tensor group_norm_silu_reference(const torch::Tensor& x, int64_t groups,
                                         const torch::Tensor& scale, const torch::Tensor& shift,
-                                        double eps, const torch::Tensor& in_bias) {
+                                        double eps, const torch::Tensor& in_bias, bool taps3) {
+  if (taps3) return taps3_of(group_norm_silu_reference(x, groups, scale, shift, eps, in_bias));
   check_group_norm_args(x, groups, scale, shift, in_bias);
   const int64_t batch = x.size(0), channels = x.size(2);
   auto xf = x.to(torch::kFloat);
@@ -122,9 +137,11 @@ torch::Tensor group_norm_silu_reference(const torch::Tensor& x, int64_t groups,
 
 torch::Tensor group_norm_silu_channels_last(const torch::Tensor& x, int64_t groups,
                                             const torch::Tensor& scale, const torch::Tensor& shift,
-                                            double eps, const torch::Tensor& in_bias) {
+                                            double eps, const torch::Tensor& in_bias, bool taps3) {
   if (x.defined() && x.device().is_cpu() &&
       (x.scalar_type() == torch::kFloat || x.scalar_type() == torch::kBFloat16)) {
+    if (taps3)
+      return taps3_of(group_norm_silu_channels_last(x, groups, scale, shift, eps, in_bias));
     check_group_norm_args(x, groups, scale, shift, in_bias);
     if (!in_bias.defined()) return group_norm_silu_cpu(x, groups, scale, shift, eps);
     return group_norm_silu_cpu(x.to(torch::kFloat) + in_bias, groups, scale, shift, eps)
@@ -132,11 +149,11 @@ torch::Tensor group_norm_silu_channels_last(const torch::Tensor& x, int64_t grou
   }
 #ifdef HEALTHGYM_CUDA_KERNELS
   if (!x.defined() || !x.is_cuda())
-    return group_norm_silu_reference(x, groups, scale, shift, eps, in_bias);
+    return group_norm_silu_reference(x, groups, scale, shift, eps, in_bias, taps3);
   check_group_norm_args(x, groups, scale, shift, in_bias);
   const int64_t batch = x.size(0), channels = x.size(2);
   auto in = x.contiguous();
-  auto out = torch::empty_like(in, torch::MemoryFormat::Contiguous);
+  auto out = torch::empty({batch, x.size(1), taps3 ? 3 * channels : channels}, in.options());
   if (batch == 0) return out;
   auto sc = scale.contiguous();
   auto sh = shift.contiguous();
@@ -156,13 +173,14 @@ torch::Tensor group_norm_silu_channels_last(const torch::Tensor& x, int64_t grou
   a.shift = sh.data_ptr<float>();
   a.affine_stride = sc.dim() == 2 ? channels : 0;
   a.eps = static_cast<float>(eps);
+  a.taps3 = taps3;
   c10::cuda::CUDAGuard guard(x.device());
   check_launch("group_norm_silu_channels_last",
                cuda::group_norm_silu_launch(in.data_ptr(), out.data_ptr(), a,
                                             c10::cuda::getCurrentCUDAStream().stream()));
   return out;
 #else
-  return group_norm_silu_reference(x, groups, scale, shift, eps, in_bias);
+  return group_norm_silu_reference(x, groups, scale, shift, eps, in_bias, taps3);
 #endif
 }
 

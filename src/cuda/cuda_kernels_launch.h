@@ -16,10 +16,14 @@ struct GroupNormSiluArgs {
   const float* shift = nullptr;
   int64_t affine_stride = 0;  // between samples' rows of scale/shift (0: shared)
   float eps = 1e-5f;
+  // y as [batch, length, 3 * channels]: row l holds the results at l - 1, l
+  // and l + 1 (zeros past the ends), a k3 convolution's input as one matrix.
+  bool taps3 = false;
 };
 
 // y = silu(group_norm(x + in_bias) * scale + shift), x and y [batch, length,
-// channels] contiguous; enqueued on `stream` (a cudaStream_t). Returns a cudaError_t.
+// channels] contiguous (y three times as wide with taps3); enqueued on `stream` (a cudaStream_t).
+// Returns a cudaError_t.
 int group_norm_silu_launch(const void* x, void* y, const GroupNormSiluArgs& args, void* stream);
 
 struct AddAlignedArgs {

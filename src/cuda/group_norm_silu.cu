@@ -83,7 +83,7 @@ __global__ void __launch_bounds__(kThreads)
     group_norm_silu_cached(const T* __restrict__ x, T* __restrict__ y,
                            const float* __restrict__ in_bias, const float* __restrict__ scale,
                            const float* __restrict__ shift, int64_t affine_stride, int length,
-                           int channels, int per_group, float eps) {
+                           int channels, int per_group, float eps, bool taps3) {
   __shared__ float scratch[kThreads / 32];
   const int64_t b = blockIdx.x;
   const int g = blockIdx.y;
@@ -130,7 +130,20 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int k = 0; k < VEC; ++k)
         out[k] = silu((v[it][k] - mean) * (__ldg(sc + j + k) * rstd) + __ldg(sh + j + k));
-      store_vec<T, VEC>(y + base + static_cast<int64_t>(l) * channels + j, out);
+      if (!taps3) {
+        store_vec<T, VEC>(y + base + static_cast<int64_t>(l) * channels + j, out);
+        continue;
+      }
+      // Row l of the taps holds (l - 1, l, l + 1): this value is the centre of
+      // row l, the left of row l + 1 and the right of row l - 1; the two ends
+      // get zeros.
+      const float zeros[VEC] = {};
+      const int64_t w = 3 * static_cast<int64_t>(channels);
+      T* row = y + (b * length + l) * w + static_cast<int64_t>(g) * per_group + j;
+      store_vec<T, VEC>(row + channels, out);
+      store_vec<T, VEC>(l + 1 < length ? row + w : row + 2 * channels,
+                        l + 1 < length ? out : zeros);
+      store_vec<T, VEC>(l > 0 ? row - w + 2 * channels : row, l > 0 ? out : zeros);
     }
   }
 }
@@ -141,14 +154,13 @@ __global__ void __launch_bounds__(kThreads)
     group_norm_silu_generic(const T* __restrict__ x, T* __restrict__ y,
                             const float* __restrict__ in_bias, const float* __restrict__ scale,
                             const float* __restrict__ shift, int64_t affine_stride, int length,
-                            int channels, int per_group, float eps) {
+                            int channels, int per_group, float eps, bool taps3) {
   __shared__ float scratch[kThreads / 32];
   const int64_t b = blockIdx.x;
   const int g = blockIdx.y;
   const int64_t base = b * length * channels + static_cast<int64_t>(g) * per_group;
   const int n = length * per_group;
   const T* xb = x + base;
-  T* yb = y + base;
   const float* bias_g = in_bias ? in_bias + static_cast<int64_t>(g) * per_group : nullptr;
   auto value = [&](int i) {
     const int l = i / per_group, j = i - l * per_group;
@@ -168,8 +180,16 @@ __global__ void __launch_bounds__(kThreads)
   const float* sh = shift + b * affine_stride + static_cast<int64_t>(g) * per_group;
   for (int i = threadIdx.x; i < n; i += blockDim.x) {
     const int l = i / per_group, j = i - l * per_group;
-    const float z = (value(i) - mean) * (__ldg(sc + j) * rstd) + __ldg(sh + j);
-    from_float(yb + static_cast<int64_t>(l) * channels + j, silu(z));
+    const float out = silu((value(i) - mean) * (__ldg(sc + j) * rstd) + __ldg(sh + j));
+    if (!taps3) {
+      from_float(y + base + static_cast<int64_t>(l) * channels + j, out);
+      continue;
+    }
+    const int64_t w = 3 * static_cast<int64_t>(channels);  // as in the cached kernel
+    T* row = y + (b * length + l) * w + static_cast<int64_t>(g) * per_group + j;
+    from_float(row + channels, out);
+    from_float(l + 1 < length ? row + w : row + 2 * channels, l + 1 < length ? out : 0.f);
+    from_float(l > 0 ? row - w + 2 * channels : row, l > 0 ? out : 0.f);
   }
 }
 
@@ -187,18 +207,21 @@ int launch_group_norm(const void* x, void* y, const GroupNormSiluArgs& a, cudaSt
                       n_vec <= int64_t{kMaxItems} * kThreads;
   const auto length = static_cast<int>(a.length), channels = static_cast<int>(a.channels);
   if (cached && n_vec <= kThreads)
-    group_norm_silu_cached<T, kVec, 1><<<grid, kThreads, 0, stream>>>(
-        xt, yt, a.in_bias, a.scale, a.shift, a.affine_stride, length, channels, per_group, a.eps);
+    group_norm_silu_cached<T, kVec, 1>
+        <<<grid, kThreads, 0, stream>>>(xt, yt, a.in_bias, a.scale, a.shift, a.affine_stride,
+                                        length, channels, per_group, a.eps, a.taps3);
   else if (cached && n_vec <= 2 * kThreads)
-    group_norm_silu_cached<T, kVec, 2><<<grid, kThreads, 0, stream>>>(
-        xt, yt, a.in_bias, a.scale, a.shift, a.affine_stride, length, channels, per_group, a.eps);
+    group_norm_silu_cached<T, kVec, 2>
+        <<<grid, kThreads, 0, stream>>>(xt, yt, a.in_bias, a.scale, a.shift, a.affine_stride,
+                                        length, channels, per_group, a.eps, a.taps3);
   else if (cached)
-    group_norm_silu_cached<T, kVec, kMaxItems><<<grid, kThreads, 0, stream>>>(
-        xt, yt, a.in_bias, a.scale, a.shift, a.affine_stride, length, channels, per_group, a.eps);
+    group_norm_silu_cached<T, kVec, kMaxItems>
+        <<<grid, kThreads, 0, stream>>>(xt, yt, a.in_bias, a.scale, a.shift, a.affine_stride,
+                                        length, channels, per_group, a.eps, a.taps3);
   else
     group_norm_silu_generic<T><<<grid, kThreads, 0, stream>>>(
         xt, yt, a.in_bias, a.scale, a.shift, a.affine_stride, static_cast<int>(a.length),
-        static_cast<int>(a.channels), per_group, a.eps);
+        static_cast<int>(a.channels), per_group, a.eps, a.taps3);
   return static_cast<int>(cudaGetLastError());
 }
 

@@ -33,21 +33,27 @@ PreparedLayout prepared_layout_from_string(const std::string& s) {
   throw UsageError("layout must be auto, channels-first or channels-last, is '" + s + "'");
 }
 
+void PreparedOptions::validate() const {
+  if (streams < 1) throw UsageError("a prepared U-Net needs streams >= 1");
+}
+
 PreparedUNet::PreparedUNet(UNet& net, torch::ScalarType dtype, const Tensor& cond,
-                           PreparedLayout layout, int64_t streams, std::optional<bool> fold_biases)
+                           const PreparedOptions& options)
     : config_(net->config()), dtype_(dtype) {
   if (dtype != torch::kFloat && dtype != torch::kBFloat16 && dtype != torch::kHalf)
     throw UsageError("a prepared U-Net computes in fp32, bf16 or fp16");
+  options.validate();
   torch::NoGradGuard no_grad;
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
   auto params = net->named_parameters();
   auto buffers = net->named_buffers();
   const auto device = params.begin()->value().device();
-  channels_last_ = prepared_channels_last(layout, device, dtype);
-  if (streams < 1) throw UsageError("a prepared U-Net needs streams >= 1");
-  fused_ = channels_last_ && fold_biases.value_or(device.is_cuda() && built_with_cuda_kernels());
-  if (channels_last_ && device.is_cuda() && streams > 1)
-    parallel_ = std::make_shared<ParallelStreams>(device, streams);
+  channels_last_ = prepared_channels_last(options.layout, device, dtype);
+  fused_ =
+      channels_last_ && options.fold_biases.value_or(device.is_cuda() && built_with_cuda_kernels());
+  gemm_convs_ = channels_last_ && options.gemm_convs.value_or(false);
+  if (channels_last_ && device.is_cuda() && options.streams > 1)
+    parallel_ = std::make_shared<ParallelStreams>(device, options.streams);
   norm_dtype_ = device.is_cuda() && !channels_last_ ? dtype : torch::kFloat;
   const int64_t c = config_.hidden, levels = config_.levels;
   groups_ = std::max<int64_t>(1, std::min(config_.groups, c));
@@ -115,9 +121,12 @@ PreparedUNet::PreparedUNet(UNet& net, torch::ScalarType dtype, const Tensor& con
   std::vector<Tensor> n1w, n1b;
   for (const auto& name : block_names) {
     Block b;
-    b.conv1_w = conv_w(p(name + ".conv1.weight"));
+    auto block_w = [&](const Tensor& w) {
+      return gemm_convs_ ? cast(conv3_weight_as_matrix(w)) : conv_w(w);
+    };
+    b.conv1_w = block_w(p(name + ".conv1.weight"));
     b.conv1_b = cast(p(name + ".conv1.bias"));
-    b.conv2_w = conv_w(p(name + ".conv2.weight"));
+    b.conv2_w = block_w(p(name + ".conv2.weight"));
     b.conv2_b = cast(p(name + ".conv2.bias"));
     b.norm2_w = p(name + ".norm2.weight").to(norm_dtype_, false, true);
     b.norm2_b = p(name + ".norm2.bias").to(norm_dtype_, false, true);
@@ -260,17 +269,28 @@ Tensor align_length_cl(const Tensor& x, int64_t n) {
 
 Tensor PreparedUNet::block_cl(const Block& b, int64_t index, const Tensor& x,
                               const Tensor& affine) const {
+  // A block's convolutions read what a normalisation wrote: with gemm_convs_
+  // it writes their three taps and each is one matrix product.
+  auto conv = [&](const Tensor& h, const Tensor& w, const Tensor& bias) {
+    if (!gemm_convs_) return conv_cl(h, w, bias, 1, 1);
+    const int64_t batch = h.size(0), l = h.size(1);
+    auto rows = h.view({batch * l, h.size(2)});
+    return (bias.defined() ? torch::addmm(bias, rows, w) : torch::mm(rows, w))
+        .view({batch, l, w.size(1)});
+  };
   if (fused_) {
     auto h = group_norm_silu_channels_last(x, groups_, affine[0][index], affine[1][index], eps_,
-                                           b.in_bias);
-    h = conv_cl(h, b.conv1_w, {}, 1, 1);
-    h = group_norm_silu_channels_last(h, groups_, b.norm2_w, b.norm2_b, eps_, b.conv1_bias);
-    return add_aligned_channels_last(conv_cl(h, b.conv2_w, {}, 1, 1), b.res_bias, x);
+                                           b.in_bias, gemm_convs_);
+    h = conv(h, b.conv1_w, {});
+    h = group_norm_silu_channels_last(h, groups_, b.norm2_w, b.norm2_b, eps_, b.conv1_bias,
+                                      gemm_convs_);
+    return add_aligned_channels_last(conv(h, b.conv2_w, {}), b.res_bias, x);
   }
-  auto y = group_norm_silu_channels_last(x, groups_, affine[0][index], affine[1][index], eps_);
-  y = conv_cl(y, b.conv1_w, b.conv1_b, 1, 1);
-  y = group_norm_silu_channels_last(y, groups_, b.norm2_w, b.norm2_b, eps_);
-  return conv_cl(y, b.conv2_w, b.conv2_b, 1, 1).add_(x);
+  auto y = group_norm_silu_channels_last(x, groups_, affine[0][index], affine[1][index], eps_, {},
+                                         gemm_convs_);
+  y = conv(y, b.conv1_w, b.conv1_b);
+  y = group_norm_silu_channels_last(y, groups_, b.norm2_w, b.norm2_b, eps_, {}, gemm_convs_);
+  return conv(y, b.conv2_w, b.conv2_b).add_(x);
 }
 
 Tensor PreparedUNet::forward_cl(const Tensor& x_in, const Tensor& affine, bool any_layout) const {

@@ -67,12 +67,12 @@ Denoiser guided_denoiser(UNet& net, const torch::Tensor& cond, const torch::Tens
 }
 
 Denoiser prepared_denoiser(UNet& net, torch::ScalarType dtype, const torch::Tensor& cond,
-                           const torch::Tensor& null_row, double guidance, PreparedLayout layout,
-                           int64_t streams) {
+                           const torch::Tensor& null_row, double guidance,
+                           const PreparedOptions& options) {
   torch::Tensor rows = cond;
   const bool guided = cond.defined() && guidance != 1.0;
   if (guided) rows = torch::cat({cond, null_row.to(cond.device()).unsqueeze(0).expand_as(cond)}, 0);
-  auto prepared = std::make_shared<PreparedUNet>(net, dtype, rows, layout, streams);
+  auto prepared = std::make_shared<PreparedUNet>(net, dtype, rows, options);
   if (!guided)
     return [prepared](const torch::Tensor& x, const torch::Tensor& t) {
       return prepared->forward(x, t, /*any_layout=*/true);
