@@ -281,6 +281,37 @@ TEST(FastPathsCuda, GraphedChainMatchesEagerChain) {
   }
 }
 
+// On a GPU: the step counter advances on the device through the eager
+// warm-up calls, the capture (which runs nothing) and the replays, and through
+// the eager fallback when a capture fails: every step's t is seen once.
+TEST(FastPathsCuda, GraphedChainVisitsEachStepOnce) {
+  if (!built_with_cuda() || !torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  DiffusionConfig dc;
+  dc.n_steps = 12;
+  NoiseSchedule schedule(dc);
+  schedule->to(torch::kCUDA);
+  const auto cuda = torch::TensorOptions().device(torch::kCUDA);
+  for (bool fail_capture : {false, true}) {
+    auto seen = torch::zeros({12}, cuda);
+    int calls = 0;
+    Denoiser count = [&](const torch::Tensor& x, const torch::Tensor& t) {
+      // The third call is the one being captured.
+      if (fail_capture && ++calls == 3) throw std::runtime_error("not during a capture");
+      seen.index_add_(0, t, torch::ones(t.sizes(), cuda));
+      return x * 0.1;
+    };
+    SamplerOptions o;
+    o.kind = SamplerKind::kDdpm;
+    o.cuda_graph = true;
+    reverse_diffusion_from(count, schedule, torch::randn({3, 2, 8}, cuda), o);
+    if (fail_capture)
+      EXPECT_NE(last_chain_mode().find("capture failed"), std::string::npos) << last_chain_mode();
+    else
+      EXPECT_EQ(last_chain_mode(), "cuda-graph");
+    EXPECT_TRUE(torch::equal(seen.cpu(), torch::full({12}, 3.0))) << seen.cpu();
+  }
+}
+
 TEST(FastPathsCuda, FusedStepIsCapturedAndTrains) {
   if (!built_with_cuda() || !torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   Data d;

@@ -358,6 +358,7 @@ TEST(PreparedUNetCuda, GraphedChainTracksTheModule) {
     for (auto layout : {PreparedLayout::kAuto, PreparedLayout::kChannelsFirst})
       for (int64_t streams : {1, 2})
         for (bool gemm : {false, true}) {
+          if (gemm && layout == PreparedLayout::kChannelsFirst) continue;  // channels-last only
           auto po = with(layout, streams);
           po.gemm_convs = gemm;
           auto got = reverse_diffusion_from(prepared_denoiser(net, dtype, {}, {}, 1.0, po),

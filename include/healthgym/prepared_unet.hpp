@@ -65,9 +65,10 @@ class PreparedUNet {
 
   // eps-hat [B, features, L] in fp32 for x [B, features, L] (any floating
   // type) at steps t [B] int64. Runs without autograd and without autocast.
-  // any_layout: the same values as they come out, in the compute type and,
-  // channels-last, as a transposed view of [B, L, features]: for a caller
-  // whose next operation reads them anyway (a pass and a buffer fewer).
+  // any_layout: the same values in whatever type and layout they come out
+  // (the compute type, channels-last a transposed view of [B, L, features];
+  // fp32 when the batch is split across streams): for a caller whose next
+  // operation reads them anyway (a pass and a buffer fewer).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t,
                         bool any_layout = false) const;
 

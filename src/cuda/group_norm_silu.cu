@@ -136,14 +136,19 @@ __global__ void __launch_bounds__(kThreads)
       }
       // Row l of the taps holds (l - 1, l, l + 1): this value is the centre of
       // row l, the left of row l + 1 and the right of row l - 1; the two ends
-      // get zeros.
-      const float zeros[VEC] = {};
+      // get zeros. (Values chosen per element, only the address per store:
+      // choosing between arrays would put them in local memory.)
+      float next[VEC], prev[VEC];
+#pragma unroll
+      for (int k = 0; k < VEC; ++k) {
+        next[k] = l + 1 < length ? out[k] : 0.f;
+        prev[k] = l > 0 ? out[k] : 0.f;
+      }
       const int64_t w = 3 * static_cast<int64_t>(channels);
       T* row = y + (b * length + l) * w + static_cast<int64_t>(g) * per_group + j;
       store_vec<T, VEC>(row + channels, out);
-      store_vec<T, VEC>(l + 1 < length ? row + w : row + 2 * channels,
-                        l + 1 < length ? out : zeros);
-      store_vec<T, VEC>(l > 0 ? row - w + 2 * channels : row, l > 0 ? out : zeros);
+      store_vec<T, VEC>(l + 1 < length ? row + w : row + 2 * channels, next);
+      store_vec<T, VEC>(l > 0 ? row - w + 2 * channels : row, prev);
     }
   }
 }

@@ -168,9 +168,9 @@ PreparedUNet::PreparedUNet(UNet& net, torch::ScalarType dtype, const Tensor& con
     // gather: [T, blocks, 2C] -> (scale, shift) [2, blocks, T, C].
     auto sel =
         torch::cat(parts, -1).view({config_.n_steps, -1, 2 * c}).index_select(1, block_film_);
-    auto one_gamma = sel.narrow(2, 0, c), beta = sel.narrow(2, c, c);
-    auto scale = one_gamma * norm1_w_.squeeze(1);
-    auto shift = torch::addcmul(beta, norm1_b_.squeeze(1), one_gamma);
+    auto gamma1 = sel.narrow(2, 0, c), beta = sel.narrow(2, c, c);  // 1 + gamma, beta
+    auto scale = gamma1 * norm1_w_.squeeze(1);
+    auto shift = torch::addcmul(beta, norm1_b_.squeeze(1), gamma1);
     affine_table_ = torch::stack({scale, shift}).transpose(1, 2).to(norm_dtype_).contiguous();
   } else {
     if (cond.defined() && (cond.dim() != 2 || cond.size(1) != n_cond))
