@@ -178,8 +178,8 @@ torch::Tensor chain_with_tables(const Denoiser& denoise, const std::vector<int64
     if (!project) {
       x.mul_(row[2]).addcmul_(eps, row[3]);
     } else {
-      auto x0 = row[0] * x + row[1] * eps;
-      if (options.clip_x0) x0 = x0.clamp(-1.0, 1.0);
+      auto x0 = torch::addcmul(row[0] * x, eps, row[1]);  // fp32: x's type leads
+      if (options.clip_x0) x0.clamp_(-1.0, 1.0);
       if (options.project_x0) x0 = options.project_x0(x0);
       x.mul_(row[2]).addcmul_(x0, row[3]);
     }
