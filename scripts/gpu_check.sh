@@ -8,6 +8,7 @@
 #   scripts/gpu_check.sh            PYTHON=/path/to/python3 scripts/gpu_check.sh
 #   STAGES="tests bench" scripts/gpu_check.sh    # the build, then only those stages
 #   BENCH=quick: the main variants only, no sample-batch sweep (a short check)
+#   ROUNDS=N: N alternating reference/healthgym rounds of the main pair (default 2)
 # Stages (STAGES, default all): tests (the CUDA tests), bench (against the
 # reference), product (train and sample on the GPU), suite (ctest, evaluate).
 set -uo pipefail
@@ -71,11 +72,11 @@ if want tests; then
   tail -n 25 "$out/cuda_tests.log"
 fi
 
-# Bench against the reference at its shapes, alternating; the main pair twice.
+# Bench against the reference at its shapes, alternating; the main pair ROUNDS times.
 # A variant is "precision graph prepared [layout [streams [block-convs]]]"; its
 # log is hg_PRECISION_GRAPH[_module][_cf][_sN][_gemm]_ROUND.
 if want bench; then
-  for round in 1 2; do
+  for round in $(seq 1 "${ROUNDS:-2}"); do
     stage "ref_$round" 120 "$py" bench/seed_reference.py --device cuda --train-steps 50
     tail -n 1 "$out/ref_$round.log"
     variants=("bf16 auto on" "bf16 auto on auto 1 gemm")
