@@ -8,7 +8,10 @@
 #   scripts/gpu_check.sh            PYTHON=/path/to/python3 scripts/gpu_check.sh
 #   STAGES="tests bench" scripts/gpu_check.sh    # the build, then only those stages
 #   BENCH=quick: the main variants only, no sample-batch sweep (a short check)
-#   ROUNDS=N: N alternating reference/healthgym rounds of the main pair (default 2)
+#   BENCH=pairs: only the reference and the main bf16 runs (with and without
+#     --block-convs gemm), ROUNDS times: more pairs after a quick run
+#   ROUNDS=N: N alternating reference/healthgym rounds of the main pair (default
+#     2), numbered from FIRST_ROUND (default 1) so that a later call adds logs
 # Stages (STAGES, default all): tests (the CUDA tests), bench (against the
 # reference), product (train and sample on the GPU), suite (ctest, evaluate).
 set -uo pipefail
@@ -76,12 +79,14 @@ fi
 # A variant is "precision graph prepared [layout [streams [block-convs]]]"; its
 # log is hg_PRECISION_GRAPH[_module][_cf][_sN][_gemm]_ROUND.
 if want bench; then
-  for round in $(seq 1 "${ROUNDS:-2}"); do
+  first=${FIRST_ROUND:-1}
+  for round in $(seq "$first" $((first + ${ROUNDS:-2} - 1))); do
     stage "ref_$round" 120 "$py" bench/seed_reference.py --device cuda --train-steps 50
     tail -n 1 "$out/ref_$round.log"
     variants=("bf16 auto on" "bf16 auto on auto 1 gemm")
-    [ "$round" = 1 ] && variants+=("bf16 auto on channels-first" "fp32 auto on")
-    [ "$round" = 1 ] && [ "${BENCH:-full}" != quick ] && variants+=("bf16 auto on auto 2"
+    [ "$round" = 1 ] && [ "${BENCH:-full}" != pairs ] &&
+      variants+=("bf16 auto on channels-first" "fp32 auto on")
+    [ "$round" = 1 ] && [ "${BENCH:-full}" = full ] && variants+=("bf16 auto on auto 2"
       "bf16 auto off" "fp16 auto on" "fp16 off off" "bf16 off off")
     for v in "${variants[@]}"; do
       # shellcheck disable=SC2086 # a variant is words
@@ -98,6 +103,8 @@ if want bench; then
       tail -n 1 "$out/${name}_$round.log"
     done
   done
+fi
+if want bench && [ "${BENCH:-full}" != pairs ]; then
   stage hg_bf16_ddim25 120 "$bin" bench --device cuda --train-steps 50 --precision bf16 \
     --sampler ddim --ddim-steps 25
   tail -n 1 "$out/hg_bf16_ddim25.log"
@@ -115,7 +122,7 @@ if want bench; then
     log "profile_bf16: no nsys on this machine, skipped"
   fi
 fi
-if want bench && [ "${BENCH:-full}" != quick ]; then
+if want bench && [ "${BENCH:-full}" = full ]; then
   stage kernels_fp32 90 "$py" bench/gpu_kernels.py --dtype fp32
   # Throughput against the sample batch (the reference's too), whole DDPM chain.
   for sb in 400 1600; do
