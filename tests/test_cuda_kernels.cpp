@@ -167,6 +167,10 @@ TEST(AddAligned, ReferenceMatchesAHandComputation) {
               add_aligned_channels_last(a, torch::ones({3}), r);
             }).find("bias must be fp32 on cpu, [2]"),
             std::string::npos);
+  // With taps: the same sum, and its taps3 beside it.
+  auto [sum, taps] = add_aligned_with_taps3(a, bias, r);
+  EXPECT_TRUE(torch::equal(sum, add_aligned_reference(a, bias, r)));
+  EXPECT_TRUE(torch::equal(taps, taps3_of(sum)));
 }
 
 // The kernel against the reference: shapes with groups of one channel, odd
@@ -260,15 +264,27 @@ TEST(AddAlignedCuda, KernelMatchesTheReference) {
             a = torch::randn({1 + b * la * c}, opts).narrow(0, 1, b * la * c).view({b, la, c});
           auto r = torch::randn({b, l, c}, opts);
           auto bias = variant == 1 ? torch::Tensor() : torch::randn({c}, opts.dtype(torch::kFloat));
-          auto got = add_aligned_channels_last(a, bias, r);
           auto want = add_aligned_reference(a, bias, r);
+          auto rel_err = [&](const torch::Tensor& got, const torch::Tensor& want) {
+            return ((got.to(torch::kFloat) - want.to(torch::kFloat)).abs() /
+                    (want.to(torch::kFloat).abs() + 1))
+                .max()
+                .item<double>();
+          };
+          auto got = add_aligned_channels_last(a, bias, r);
           ASSERT_EQ(got.sizes(), r.sizes());
           ASSERT_EQ(got.scalar_type(), type);
-          const double err = ((got.to(torch::kFloat) - want.to(torch::kFloat)).abs() /
-                              (want.to(torch::kFloat).abs() + 1))
-                                 .max()
-                                 .item<double>();
-          EXPECT_LT(err, tol) << c10::toString(type) << " c " << c << " la " << la << " variant "
-                              << variant;
+          EXPECT_LT(rel_err(got, want), tol)
+              << c10::toString(type) << " c " << c << " la " << la << " variant " << variant;
+          // With taps, the blocks they will likely get poisoned first: every
+          // element written.
+          const auto taps_want = taps3_of(want);
+          torch::full_like(taps_want, std::numeric_limits<float>::quiet_NaN());
+          torch::full_like(want, std::numeric_limits<float>::quiet_NaN());
+          auto [sum, taps] = add_aligned_with_taps3(a, bias, r);
+          EXPECT_LT(rel_err(sum, want), tol) << "with taps, variant " << variant;
+          ASSERT_EQ(taps.sizes(), torch::IntArrayRef({b, l, 3 * c}));
+          EXPECT_LT(rel_err(taps, taps_want), tol)
+              << c10::toString(type) << " c " << c << " la " << la << " variant " << variant;
         }
 }

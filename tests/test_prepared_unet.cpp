@@ -91,48 +91,51 @@ TEST(PreparedUNet, MatchesTheModuleInFp32) {
 }
 
 // Biases folded into the kernels that read the convolutions' outputs (the
-// default on a GPU with healthgym's kernels), and the block convolutions as
-// matrix products over taps, compute the same function: on
-// the CPU through those functions' CPU versions, at 0, 1 and 3 levels, with
-// the up path's crops (length 37 pools to 19, 10, 5; upsampling gives 10, then
-// 20 cut to 19, 38 cut to 37).
+// default on a GPU with healthgym's kernels), and the convolutions as matrix
+// products over taps, compute the same function: on the CPU through those
+// functions' CPU versions, at 0, 1 and 3 levels, with the up path's crops
+// (length 37 pools to 19, 10, 5; upsampling gives 10, then 20 cut to 19, 38
+// cut to 37) and at a length whose every pooling reads taps (40, 20, 10).
 TEST(PreparedUNet, FoldedBiasesMatchTheModule) {
-  for (int64_t levels : {0, 1, 3}) {
-    auto uc = small_config(levels);
-    uc.cond_sizes = {3};
-    auto net = random_net(uc);
-    // Non-zero biases everywhere, so that a bias dropped or added twice shows.
-    {
-      torch::NoGradGuard ng;
-      for (auto& kv : net->named_parameters())
-        if (kv.key().find("bias") != std::string::npos &&
-            kv.key().find("norm") == std::string::npos)
-          kv.value().copy_(torch::randn_like(kv.value()) * 0.3);
+  for (int64_t levels : {0, 1, 3})
+    for (int64_t length : {37, 40}) {
+      auto uc = small_config(levels);
+      uc.cond_sizes = {3};
+      auto net = random_net(uc);
+      // Non-zero biases everywhere, so that a bias dropped or added twice shows.
+      {
+        torch::NoGradGuard ng;
+        for (auto& kv : net->named_parameters())
+          if (kv.key().find("bias") != std::string::npos &&
+              kv.key().find("norm") == std::string::npos)
+            kv.value().copy_(torch::randn_like(kv.value()) * 0.3);
+      }
+      torch::manual_seed(4);
+      auto x = torch::randn({6, 5, length});
+      auto t = torch::randint(0, 50, {6}, torch::kLong);
+      auto cond = torch::randint(0, 3, {6, 1}, torch::kLong);
+      torch::Tensor expected;
+      {
+        torch::NoGradGuard ng;
+        expected = net->forward(x, t, cond);
+      }
+      // Folded; folded with every convolution as a matrix product over taps;
+      // only the block convolutions so (not folded).
+      for (auto [fold, gemm] : {std::pair{true, false}, {true, true}, {false, true}}) {
+        auto o = with(PreparedLayout::kChannelsLast, 1, fold);
+        o.gemm_convs = gemm;
+        PreparedUNet fp32(net, torch::kFloat, cond, o);
+        EXPECT_EQ(fp32.folds_biases(), fold);
+        EXPECT_EQ(fp32.gemm_convs(), gemm);
+        EXPECT_LT(max_rel_diff(fp32.forward(x, t), expected), 1e-5)
+            << "levels " << levels << ", length " << length << ", fold " << fold << ", gemm "
+            << gemm;
+        PreparedUNet bf16(net, torch::kBFloat16, cond, o);
+        EXPECT_LT(max_rel_diff(bf16.forward(x, t), expected), 0.05)
+            << "levels " << levels << ", length " << length << ", fold " << fold << ", gemm "
+            << gemm;
+      }
     }
-    torch::manual_seed(4);
-    auto x = torch::randn({6, 5, 37});
-    auto t = torch::randint(0, 50, {6}, torch::kLong);
-    auto cond = torch::randint(0, 3, {6, 1}, torch::kLong);
-    torch::Tensor expected;
-    {
-      torch::NoGradGuard ng;
-      expected = net->forward(x, t, cond);
-    }
-    // Folded; folded with the block convolutions as matrix products over
-    // taps; those alone.
-    for (auto [fold, gemm] : {std::pair{true, false}, {true, true}, {false, true}}) {
-      auto o = with(PreparedLayout::kChannelsLast, 1, fold);
-      o.gemm_convs = gemm;
-      PreparedUNet fp32(net, torch::kFloat, cond, o);
-      EXPECT_EQ(fp32.folds_biases(), fold);
-      EXPECT_EQ(fp32.gemm_convs(), gemm);
-      EXPECT_LT(max_rel_diff(fp32.forward(x, t), expected), 1e-5)
-          << "levels " << levels << ", fold " << fold << ", gemm " << gemm;
-      PreparedUNet bf16(net, torch::kBFloat16, cond, o);
-      EXPECT_LT(max_rel_diff(bf16.forward(x, t), expected), 0.05)
-          << "levels " << levels << ", fold " << fold << ", gemm " << gemm;
-    }
-  }
   // Neither by default on the CPU, nor ever channels-first.
   auto net = random_net(small_config());
   PreparedUNet plain(net, torch::kFloat, {}, with(PreparedLayout::kChannelsLast));

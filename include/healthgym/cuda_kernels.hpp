@@ -5,6 +5,8 @@
 // operations (its reference, which tests compare the kernel with).
 #include <torch/torch.h>
 
+#include <utility>
+
 namespace healthgym {
 
 // Whether this build has the kernels below (CMake defines HEALTHGYM_CUDA_KERNELS).
@@ -43,6 +45,10 @@ torch::Tensor conv3_weight_as_matrix(const torch::Tensor& w);
 // residual or skip connection and the alignment in one pass.
 torch::Tensor add_aligned_channels_last(const torch::Tensor& a, const torch::Tensor& bias,
                                         const torch::Tensor& r);
+// The same, and the sum's taps3 ([B, L, 3C], as taps3_of(sum)) written in the same pass.
+std::pair<torch::Tensor, torch::Tensor> add_aligned_with_taps3(const torch::Tensor& a,
+                                                               const torch::Tensor& bias,
+                                                               const torch::Tensor& r);
 // The same through LibTorch operations, on any device.
 torch::Tensor add_aligned_reference(const torch::Tensor& a, const torch::Tensor& bias,
                                     const torch::Tensor& r);

@@ -49,7 +49,10 @@ struct PreparedOptions {
   // Channels-last only: each residual block's convolutions as one matrix
   // product, over the three taps that the normalisation before it writes
   // (group_norm_silu_channels_last's taps3), instead of a library
-  // convolution. Unset: off (measured no faster on the CPU).
+  // convolution; with fold_biases, the pooling (at even lengths; its kernel 4
+  // as 6 taps, two of them zero), upsampling and output convolutions too,
+  // over taps that the sum before each writes (add_aligned_with_taps3).
+  // Unset: off (measured no faster on the CPU).
   std::optional<bool> gemm_convs;
   void validate() const;  // throws UsageError
 };
@@ -89,8 +92,9 @@ class PreparedUNet {
   };
   torch::Tensor block(const Block& b, int64_t index, const torch::Tensor& x,
                       const torch::Tensor& affine) const;
+  // taps (all_gemm_ only): also the output's taps3, for a convolution reading it.
   torch::Tensor block_cl(const Block& b, int64_t index, const torch::Tensor& x,
-                         const torch::Tensor& affine) const;
+                         const torch::Tensor& affine, torch::Tensor* taps = nullptr) const;
   torch::Tensor affine(const torch::Tensor& t, int64_t batch) const;
   torch::Tensor forward_cl(const torch::Tensor& x, const torch::Tensor& affine,
                            bool any_layout) const;
@@ -106,6 +110,9 @@ class PreparedUNet {
   // reads the convolution's output next.
   bool fused_ = false;
   bool gemm_convs_ = false;  // PreparedOptions::gemm_convs, resolved
+  // gemm_convs_ with folded biases: the pooling, upsampling and output
+  // convolutions too, over taps that the sums before them write.
+  bool all_gemm_ = false;
   // Channels-last on CUDA with streams > 1: the batch split across them.
   std::shared_ptr<ParallelStreams> parallel_;
   int64_t groups_ = 1;
@@ -115,7 +122,11 @@ class PreparedUNet {
   torch::Tensor out_conv_w_, out_conv_b_;  // the output convolution composed with out1
   std::vector<torch::Tensor> pool_w_, pool_b_, up_w_, up_b_;
   std::vector<torch::Tensor> up_bias_;  // fused_: each upsampling's bias, fp32 [C]
-  std::vector<Block> blocks_;           // down levels, mid1, mid2, up levels
+  // all_gemm_: those convolutions' weights as matrices over taps: [6 Cin,
+  // Cout] for the poolings (two taps rows at once), [3 Cin, Cout] the others.
+  std::vector<torch::Tensor> pool_w6_, up_w3_;
+  torch::Tensor out_conv_w3_;
+  std::vector<Block> blocks_;  // down levels, mid1, mid2, up levels
   // FiLM, with films ordered down levels, mid, up levels (F of them), output
   // width 2C as (1 + gamma, beta):
   torch::Tensor affine_table_;       // [2, blocks, T, C] GroupNorm scale, shift (no conditions)

@@ -195,29 +195,50 @@ torch::Tensor add_aligned_reference(const torch::Tensor& a, const torch::Tensor&
   return (af + r.to(torch::kFloat)).to(r.scalar_type()).contiguous();
 }
 
+namespace {
+
+// add_aligned_channels_last, and with taps3 the sum's taps too (else undefined).
+std::pair<torch::Tensor, torch::Tensor> add_aligned(const torch::Tensor& a,
+                                                    const torch::Tensor& bias,
+                                                    const torch::Tensor& r, bool taps3) {
+#ifdef HEALTHGYM_CUDA_KERNELS
+  if (r.defined() && r.is_cuda()) {
+    check_add_args(a, bias, r);
+    auto ac = a.contiguous(), rc = r.contiguous();
+    auto out = torch::empty_like(rc, torch::MemoryFormat::Contiguous);
+    torch::Tensor taps;
+    if (taps3) taps = torch::empty({r.size(0), r.size(1), 3 * r.size(2)}, rc.options());
+    auto bc = bias.defined() ? bias.contiguous() : bias;
+    cuda::AddAlignedArgs p;
+    p.dtype = kernel_dtype(r.scalar_type());
+    p.batch = r.size(0);
+    p.length = r.size(1);
+    p.a_length = a.size(1);
+    p.channels = r.size(2);
+    p.bias = bc.defined() ? bc.data_ptr<float>() : nullptr;
+    c10::cuda::CUDAGuard guard(r.device());
+    check_launch("add_aligned_channels_last",
+                 cuda::add_aligned_launch(ac.data_ptr(), rc.data_ptr(), out.data_ptr(),
+                                          taps3 ? taps.data_ptr() : nullptr, p,
+                                          c10::cuda::getCurrentCUDAStream().stream()));
+    return {out, taps};
+  }
+#endif
+  auto out = add_aligned_reference(a, bias, r);
+  return {out, taps3 ? taps3_of(out) : torch::Tensor()};
+}
+
+}  // namespace
+
 torch::Tensor add_aligned_channels_last(const torch::Tensor& a, const torch::Tensor& bias,
                                         const torch::Tensor& r) {
-#ifdef HEALTHGYM_CUDA_KERNELS
-  if (!r.defined() || !r.is_cuda()) return add_aligned_reference(a, bias, r);
-  check_add_args(a, bias, r);
-  auto ac = a.contiguous(), rc = r.contiguous();
-  auto out = torch::empty_like(rc, torch::MemoryFormat::Contiguous);
-  auto bc = bias.defined() ? bias.contiguous() : bias;
-  cuda::AddAlignedArgs p;
-  p.dtype = kernel_dtype(r.scalar_type());
-  p.batch = r.size(0);
-  p.length = r.size(1);
-  p.a_length = a.size(1);
-  p.channels = r.size(2);
-  p.bias = bc.defined() ? bc.data_ptr<float>() : nullptr;
-  c10::cuda::CUDAGuard guard(r.device());
-  check_launch("add_aligned_channels_last",
-               cuda::add_aligned_launch(ac.data_ptr(), rc.data_ptr(), out.data_ptr(), p,
-                                        c10::cuda::getCurrentCUDAStream().stream()));
-  return out;
-#else
-  return add_aligned_reference(a, bias, r);
-#endif
+  return add_aligned(a, bias, r, false).first;
+}
+
+std::pair<torch::Tensor, torch::Tensor> add_aligned_with_taps3(const torch::Tensor& a,
+                                                               const torch::Tensor& bias,
+                                                               const torch::Tensor& r) {
+  return add_aligned(a, bias, r, true);
 }
 
 }  // namespace healthgym

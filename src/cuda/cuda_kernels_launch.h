@@ -33,9 +33,11 @@ struct AddAlignedArgs {
 };
 
 // out[b, l] = a[b, l] + bias (zero for l >= a_length) + r[b, l]: a [batch,
-// a_length, channels], r and out [batch, length, channels], all contiguous.
-int add_aligned_launch(const void* a, const void* r, void* out, const AddAlignedArgs& args,
-                       void* stream);
+// a_length, channels], r and out [batch, length, channels], all contiguous;
+// taps (or null) [batch, length, 3 * channels] gets out as a k3 convolution's
+// taps (GroupNormSiluArgs::taps3).
+int add_aligned_launch(const void* a, const void* r, void* out, void* taps,
+                       const AddAlignedArgs& args, void* stream);
 
 const char* error_string(int code);
 

@@ -58,6 +58,27 @@ __device__ __forceinline__ void store_vec(T* p, const float* in) {
 
 __device__ __forceinline__ float silu(float z) { return z / (1.f + __expf(-z)); }
 
+// Writes v, VEC channels of position l, into taps [.., length, 3 * channels]
+// (row l holds the values at l - 1, l, l + 1; zeros past the ends), row_l
+// pointing at row l's first tap at these channels: the centre of row l, the
+// left of row l + 1, the right of row l - 1, and the zeros at the two ends.
+// Values are chosen per element and only addresses per store: choosing
+// between arrays would put them in local memory.
+template <typename T, int VEC>
+__device__ __forceinline__ void store_taps3(T* row_l, const float* v, int64_t l, int64_t length,
+                                            int64_t channels) {
+  float next[VEC], prev[VEC];
+#pragma unroll
+  for (int k = 0; k < VEC; ++k) {
+    next[k] = l + 1 < length ? v[k] : 0.f;
+    prev[k] = l > 0 ? v[k] : 0.f;
+  }
+  const int64_t w = 3 * channels;
+  store_vec<T, VEC>(row_l + channels, v);
+  store_vec<T, VEC>(l + 1 < length ? row_l + w : row_l + 2 * channels, next);
+  store_vec<T, VEC>(l > 0 ? row_l - w + 2 * channels : row_l, prev);
+}
+
 // The sum over the block, returned to every thread. `scratch` holds one float
 // per warp; the trailing barrier lets the caller reuse it at once.
 __device__ float block_sum(float v, float* scratch) {
@@ -134,21 +155,9 @@ __global__ void __launch_bounds__(kThreads)
         store_vec<T, VEC>(y + base + static_cast<int64_t>(l) * channels + j, out);
         continue;
       }
-      // Row l of the taps holds (l - 1, l, l + 1): this value is the centre of
-      // row l, the left of row l + 1 and the right of row l - 1; the two ends
-      // get zeros. (Values chosen per element, only the address per store:
-      // choosing between arrays would put them in local memory.)
-      float next[VEC], prev[VEC];
-#pragma unroll
-      for (int k = 0; k < VEC; ++k) {
-        next[k] = l + 1 < length ? out[k] : 0.f;
-        prev[k] = l > 0 ? out[k] : 0.f;
-      }
-      const int64_t w = 3 * static_cast<int64_t>(channels);
-      T* row = y + (b * length + l) * w + static_cast<int64_t>(g) * per_group + j;
-      store_vec<T, VEC>(row + channels, out);
-      store_vec<T, VEC>(l + 1 < length ? row + w : row + 2 * channels, next);
-      store_vec<T, VEC>(l > 0 ? row - w + 2 * channels : row, prev);
+      store_taps3<T, VEC>(
+          y + (b * length + l) * 3 * channels + static_cast<int64_t>(g) * per_group + j, out, l,
+          length, channels);
     }
   }
 }
@@ -190,11 +199,8 @@ __global__ void __launch_bounds__(kThreads)
       from_float(y + base + static_cast<int64_t>(l) * channels + j, out);
       continue;
     }
-    const int64_t w = 3 * static_cast<int64_t>(channels);  // as in the cached kernel
-    T* row = y + (b * length + l) * w + static_cast<int64_t>(g) * per_group + j;
-    from_float(row + channels, out);
-    from_float(l + 1 < length ? row + w : row + 2 * channels, l + 1 < length ? out : 0.f);
-    from_float(l > 0 ? row - w + 2 * channels : row, l > 0 ? out : 0.f);
+    store_taps3<T, 1>(y + (b * length + l) * 3 * channels + static_cast<int64_t>(g) * per_group + j,
+                      &out, l, length, channels);
   }
 }
 
@@ -231,13 +237,13 @@ int launch_group_norm(const void* x, void* y, const GroupNormSiluArgs& a, cudaSt
 }
 
 // out[b, l, :] = a[b, l, :] + bias (zero for l >= a_length) + r[b, l, :], in
-// fp32, rounded once; VEC channels per thread (VEC = 1 when rows are not
-// 16-byte aligned).
+// fp32, rounded once, and (taps not null) also as a k3 convolution's taps;
+// VEC channels per thread (VEC = 1 when rows are not 16-byte aligned).
 template <typename T, int VEC>
 __global__ void __launch_bounds__(kThreads)
     add_aligned_kernel(const T* __restrict__ a, const float* __restrict__ bias,
-                       const T* __restrict__ r, T* __restrict__ out, int64_t batch, int64_t length,
-                       int64_t a_length, int64_t channels) {
+                       const T* __restrict__ r, T* __restrict__ out, T* __restrict__ taps,
+                       int64_t batch, int64_t length, int64_t a_length, int64_t channels) {
   const int64_t per_row = channels / VEC, total = batch * length * per_row;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -251,14 +257,16 @@ __global__ void __launch_bounds__(kThreads)
       for (int k = 0; k < VEC; ++k) acc[k] += bias ? add[k] + __ldg(bias + c + k) : add[k];
     }
     store_vec<T, VEC>(out + row * channels + c, acc);
+    if (taps) store_taps3<T, VEC>(taps + row * 3 * channels + c, acc, l, length, channels);
   }
 }
 
 template <typename T>
-int launch_add(const void* a, const void* r, void* out, const AddAlignedArgs& p,
+int launch_add(const void* a, const void* r, void* out, void* taps, const AddAlignedArgs& p,
                cudaStream_t stream) {
   constexpr int kVec = 16 / sizeof(T);
-  const bool vec = p.channels % kVec == 0 && aligned16(a) && aligned16(r) && aligned16(out);
+  const bool vec = p.channels % kVec == 0 && aligned16(a) && aligned16(r) && aligned16(out) &&
+                   (!taps || aligned16(taps));
   const int64_t work = p.batch * p.length * (vec ? p.channels / kVec : p.channels);
   if (work == 0) return 0;
   const auto blocks =
@@ -266,12 +274,13 @@ int launch_add(const void* a, const void* r, void* out, const AddAlignedArgs& p,
   const auto* at = static_cast<const T*>(a);
   const auto* rt = static_cast<const T*>(r);
   auto* ot = static_cast<T*>(out);
+  auto* tt = static_cast<T*>(taps);
   if (vec)
-    add_aligned_kernel<T, kVec><<<blocks, kThreads, 0, stream>>>(at, p.bias, rt, ot, p.batch,
+    add_aligned_kernel<T, kVec><<<blocks, kThreads, 0, stream>>>(at, p.bias, rt, ot, tt, p.batch,
                                                                  p.length, p.a_length, p.channels);
   else
-    add_aligned_kernel<T, 1><<<blocks, kThreads, 0, stream>>>(at, p.bias, rt, ot, p.batch, p.length,
-                                                              p.a_length, p.channels);
+    add_aligned_kernel<T, 1><<<blocks, kThreads, 0, stream>>>(at, p.bias, rt, ot, tt, p.batch,
+                                                              p.length, p.a_length, p.channels);
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -290,16 +299,16 @@ int group_norm_silu_launch(const void* x, void* y, const GroupNormSiluArgs& args
   return static_cast<int>(cudaErrorInvalidValue);
 }
 
-int add_aligned_launch(const void* a, const void* r, void* out, const AddAlignedArgs& args,
-                       void* stream) {
+int add_aligned_launch(const void* a, const void* r, void* out, void* taps,
+                       const AddAlignedArgs& args, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
   switch (args.dtype) {
     case KernelDtype::kFloat:
-      return launch_add<float>(a, r, out, args, s);
+      return launch_add<float>(a, r, out, taps, args, s);
     case KernelDtype::kHalf:
-      return launch_add<__half>(a, r, out, args, s);
+      return launch_add<__half>(a, r, out, taps, args, s);
     case KernelDtype::kBFloat16:
-      return launch_add<__nv_bfloat16>(a, r, out, args, s);
+      return launch_add<__nv_bfloat16>(a, r, out, taps, args, s);
   }
   return static_cast<int>(cudaErrorInvalidValue);
 }

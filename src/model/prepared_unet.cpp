@@ -17,6 +17,17 @@ namespace {
 // A per-time linear layer as a kernel-1 convolution, so activations stay [B, C, L].
 Tensor as_conv1(const Tensor& linear_weight) { return linear_weight.unsqueeze(-1); }
 
+// The pooling convolution (kernel 4, stride 2, padding 1; weight [Cout, Cin,
+// 4]) as the [6 Cin, Cout] matrix that multiplies taps3 rows 2i and 2i + 1 side
+// by side: x[2i-1], x[2i], x[2i+1], then x[2i], x[2i+1], x[2i+2]; the repeated
+// two get zero weights.
+Tensor pool_weight_as_matrix(const Tensor& w) {
+  auto zero = torch::zeros_like(w.select(2, 0));
+  auto six =
+      torch::stack({w.select(2, 0), w.select(2, 1), w.select(2, 2), zero, zero, w.select(2, 3)}, 2);
+  return six.permute({2, 1, 0}).reshape({6 * w.size(1), w.size(0)}).contiguous();
+}
+
 }  // namespace
 
 bool prepared_channels_last(PreparedLayout layout, const torch::Device& device,
@@ -52,6 +63,7 @@ PreparedUNet::PreparedUNet(UNet& net, torch::ScalarType dtype, const Tensor& con
   fused_ =
       channels_last_ && options.fold_biases.value_or(device.is_cuda() && built_with_cuda_kernels());
   gemm_convs_ = channels_last_ && options.gemm_convs.value_or(false);
+  all_gemm_ = gemm_convs_ && fused_;
   if (channels_last_ && device.is_cuda() && options.streams > 1)
     parallel_ = std::make_shared<ParallelStreams>(device, options.streams);
   norm_dtype_ = device.is_cuda() && !channels_last_ ? dtype : torch::kFloat;
@@ -89,6 +101,7 @@ PreparedUNet::PreparedUNet(UNet& net, torch::ScalarType dtype, const Tensor& con
     auto w = w1.mm(woc.reshape({woc.size(0), -1})).view({w1.size(0), woc.size(1), k});
     auto b = w1.mv(p("out_conv.bias").to(torch::kDouble)) + p("out1.bias").to(torch::kDouble);
     out_conv_w_ = conv_w(w.to(torch::kFloat));
+    if (all_gemm_) out_conv_w3_ = cast(conv3_weight_as_matrix(w.to(torch::kFloat)));
     out_conv_b_ = cast(b.to(torch::kFloat));
   }
 
@@ -99,6 +112,10 @@ PreparedUNet::PreparedUNet(UNet& net, torch::ScalarType dtype, const Tensor& con
     pool_b_.push_back(cast(p("pool." + s + ".bias")));
     auto [kernel, bias2] =
         upsample_k4s2p1_kernel(p("unpool." + s + ".weight"), p("unpool." + s + ".bias"));
+    if (all_gemm_) {
+      pool_w6_.push_back(cast(pool_weight_as_matrix(p("pool." + s + ".weight"))));
+      up_w3_.push_back(cast(conv3_weight_as_matrix(kernel)));
+    }
     up_w_.push_back(conv_w(kernel));
     up_b_.push_back(cast(bias2));
     if (fused_) up_bias_.push_back(p("unpool." + s + ".bias").to(torch::kFloat));
@@ -267,8 +284,8 @@ Tensor align_length_cl(const Tensor& x, int64_t n) {
 
 }  // namespace
 
-Tensor PreparedUNet::block_cl(const Block& b, int64_t index, const Tensor& x,
-                              const Tensor& affine) const {
+Tensor PreparedUNet::block_cl(const Block& b, int64_t index, const Tensor& x, const Tensor& affine,
+                              Tensor* taps) const {
   // A block's convolutions read what a normalisation wrote: with gemm_convs_
   // it writes their three taps and each is one matrix product.
   auto conv = [&](const Tensor& h, const Tensor& w, const Tensor& bias) {
@@ -284,7 +301,10 @@ Tensor PreparedUNet::block_cl(const Block& b, int64_t index, const Tensor& x,
     h = conv(h, b.conv1_w, {});
     h = group_norm_silu_channels_last(h, groups_, b.norm2_w, b.norm2_b, eps_, b.conv1_bias,
                                       gemm_convs_);
-    return add_aligned_channels_last(conv(h, b.conv2_w, {}), b.res_bias, x);
+    if (!taps) return add_aligned_channels_last(conv(h, b.conv2_w, {}), b.res_bias, x);
+    auto [out, out_taps] = add_aligned_with_taps3(conv(h, b.conv2_w, {}), b.res_bias, x);
+    *taps = out_taps;
+    return out;
   }
   auto y = group_norm_silu_channels_last(x, groups_, affine[0][index], affine[1][index], eps_, {},
                                          gemm_convs_);
@@ -300,30 +320,51 @@ Tensor PreparedUNet::forward_cl(const Tensor& x_in, const Tensor& affine, bool a
   x = linear_cl(x, in1_w_, in1_b_);
   torch::silu_(x);
   x = linear_cl(x, in2_w_, in2_b_);
+  // all_gemm_: a block whose output a convolution reads writes its taps too,
+  // and that convolution is a matrix product over them ([B * L, 3C] rows).
+  Tensor taps;
+  auto over_taps = [&](const Tensor& w, const Tensor& bias) {
+    auto rows = taps.view({-1, taps.size(2)});
+    return bias.defined() ? torch::addmm(bias, rows, w) : torch::mm(rows, w);
+  };
   std::vector<Tensor> skips;
   size_t k = 0;
   for (int64_t i = 0; i < levels; ++i, ++k) {
-    x = block_cl(blocks_[k], static_cast<int64_t>(k), x, affine);
+    const auto u = static_cast<size_t>(i);
+    const int64_t l = x.size(1);
+    // The pooling (kernel 4, stride 2) reads taps rows 2i and 2i + 1 as one
+    // row: at an even length, the taps seen as [B * L / 2, 6C] (else the
+    // library's convolution).
+    const bool pool_taps = all_gemm_ && l % 2 == 0;
+    x = block_cl(blocks_[k], static_cast<int64_t>(k), x, affine, pool_taps ? &taps : nullptr);
     skips.push_back(x);
     // fused_: the pooling's bias is added by the next block's kernels.
-    x = conv_cl(x, pool_w_[static_cast<size_t>(i)],
-                fused_ ? Tensor() : pool_b_[static_cast<size_t>(i)], 2, 1);
+    if (pool_taps) {
+      x = torch::mm(taps.view({batch * l / 2, 2 * taps.size(2)}), pool_w6_[u])
+              .view({batch, l / 2, -1});
+    } else {
+      x = conv_cl(x, pool_w_[u], fused_ ? Tensor() : pool_b_[u], 2, 1);
+    }
   }
   for (int mid = 0; mid < 2; ++mid, ++k)
-    x = block_cl(blocks_[k], static_cast<int64_t>(k), x, affine);
+    x = block_cl(blocks_[k], static_cast<int64_t>(k), x, affine,
+                 all_gemm_ && mid == 1 ? &taps : nullptr);
   for (int64_t i = 0; i < levels; ++i, ++k) {
     // The transposed convolution as one conv with outputs (even, odd) per
     // position: channels-last, [B, L, 2C] is already the interleaved [B, 2L, C].
     const auto u = static_cast<size_t>(i);
-    auto y = conv_cl(x, up_w_[u], fused_ ? Tensor() : up_b_[u], 1, 1);
+    auto y = all_gemm_ ? over_taps(up_w3_[u], {}).view({batch, x.size(1), -1})
+                       : conv_cl(x, up_w_[u], fused_ ? Tensor() : up_b_[u], 1, 1);
     y = y.view({batch, 2 * y.size(1), y.size(2) / 2});
     auto s = skips.back();
     skips.pop_back();
     auto joined =
         fused_ ? add_aligned_channels_last(y, up_bias_[u], s) : align_length_cl(y, s.size(1)) + s;
-    x = block_cl(blocks_[k], static_cast<int64_t>(k), joined, affine);
+    x = block_cl(blocks_[k], static_cast<int64_t>(k), joined, affine, all_gemm_ ? &taps : nullptr);
   }
-  x = conv_cl(x, out_conv_w_, out_conv_b_, 1, 1);  // out_conv and out1 in one
+  // out_conv and out1 in one
+  x = all_gemm_ ? over_taps(out_conv_w3_, out_conv_b_).view({batch, x.size(1), -1})
+                : conv_cl(x, out_conv_w_, out_conv_b_, 1, 1);
   torch::silu_(x);
   x = linear_cl(x, out2_w_, out2_b_);
   if (any_layout) return x.transpose(1, 2);
