@@ -9,7 +9,7 @@
 #   STAGES="tests bench" scripts/gpu_check.sh    # the build, then only those stages
 #   BENCH=quick: the main variants only, no sample-batch sweep (a short check)
 #   BENCH=pairs: only the reference and the main bf16 runs (with and without
-#     --block-convs gemm), ROUNDS times: more pairs after a quick run
+#     --convs gemm), ROUNDS times: more pairs after a quick run
 #   ROUNDS=N: N alternating reference/healthgym rounds of the main pair (default
 #     2), numbered from FIRST_ROUND (default 1) so that a later call adds logs
 # Stages (STAGES, default all): tests (the CUDA tests), bench (against the
@@ -76,7 +76,7 @@ if want tests; then
 fi
 
 # Bench against the reference at its shapes, alternating; the main pair ROUNDS times.
-# A variant is "precision graph prepared [layout [streams [block-convs]]]"; its
+# A variant is "precision graph prepared [layout [streams [convs]]]"; its
 # log is hg_PRECISION_GRAPH[_module][_cf][_sN][_gemm]_ROUND.
 if want bench; then
   first=${FIRST_ROUND:-1}
@@ -99,7 +99,7 @@ if want bench; then
       [ "$convs" = gemm ] && name+="_gemm"
       stage "${name}_$round" 120 "$bin" bench --device cuda --train-steps 50 \
         --precision "$1" --graph "$2" --prepared "$3" --layout "$layout" --streams "$streams" \
-        --block-convs "$convs"
+        --convs "$convs"
       tail -n 1 "$out/${name}_$round.log"
     done
   done

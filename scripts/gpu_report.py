@@ -30,8 +30,8 @@ rows = [
     ("bf16: fused step + CUDA graphs; prepared network (channels-last: healthgym's "
      "GroupNorm+FiLM+SiLU kernel, convolution biases and skip sums folded into its kernels), "
      "graphed chain, DDPM 500", "hg_bf16_auto_[0-9].log"),
-    ("bf16: the first row with each residual block's convolutions as one matrix product over "
-     "the three taps its normalisation writes (--block-convs gemm)", "hg_bf16_auto_gemm_[0-9].log"),
+    ("bf16: the first row with every convolution as one matrix product over the taps that the "
+     "kernel before it writes (--convs gemm)", "hg_bf16_auto_gemm_[0-9].log"),
     ("bf16: the same with library kernels only, channels-first (--layout channels-first)",
      "hg_bf16_auto_cf_[0-9].log"),
     ("bf16: the first row with each sample batch split across 2 CUDA streams (--streams 2)",

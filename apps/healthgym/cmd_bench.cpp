@@ -65,10 +65,11 @@ Action register_bench(CLI::App& app) {
                   "CUDA streams the channels-last network splits each sample batch across "
                   "(parallel branches of the denoising step's graph)")
       ->capture_default_str();
-  sub->add_option("--block-convs", c.block_convs,
-                  "the channels-last network's residual-block convolutions: library (cuDNN's or "
-                  "oneDNN's) or gemm (the normalisation before each writes its three taps, "
-                  "the convolution is one matrix product)")
+  sub->add_option("--convs", c.convs,
+                  "the channels-last network's convolutions: library (cuDNN's or oneDNN's) or "
+                  "gemm (each one matrix product over the taps that the kernel before it writes: "
+                  "the residual blocks' and, with biases folded as on a GPU, all but a pooling at "
+                  "an odd length)")
       ->check(CLI::IsMember({"library", "gemm"}))
       ->capture_default_str();
   sub->add_option("--ddim-steps", c.ddim_steps, "K for --sampler ddim (0 = T)")

@@ -38,9 +38,9 @@ struct BenchConfig {
   // kernels on a GPU that has them), channels-first or channels-last.
   std::string layout = "auto";
   int64_t streams = 1;  // CUDA streams the channels-last network splits the batch across
-  // The channels-last network's residual-block convolutions: "library"
-  // (cuDNN's or oneDNN's convolution) or "gemm" (PreparedOptions::gemm_convs).
-  std::string block_convs = "library";
+  // The channels-last network's convolutions: "library" (cuDNN's or oneDNN's)
+  // or "gemm" (matrix products over taps: PreparedOptions::gemm_convs).
+  std::string convs = "library";
 
   void validate() const;  // throws UsageError
 };

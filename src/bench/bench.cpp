@@ -33,8 +33,8 @@ void BenchConfig::validate() const {
        "--graph must be auto, on or off, is '" + graph + "'");
   prepared_layout_from_string(layout);  // throws UsageError naming it
   need(streams >= 1 && streams <= 64, "--streams must be in 1..64");
-  need(block_convs == "library" || block_convs == "gemm",
-       "--block-convs must be library or gemm, is '" + block_convs + "'");
+  need(convs == "library" || convs == "gemm",
+       "--convs must be library or gemm, is '" + convs + "'");
 }
 
 namespace {
@@ -179,7 +179,7 @@ json run_bench(const BenchConfig& config) {
     PreparedOptions po;
     po.layout = layout;
     po.streams = c.streams;
-    po.gemm_convs = c.block_convs == "gemm";
+    po.gemm_convs = c.convs == "gemm";
     return c.prepared ? prepared_denoiser(net, compute_dtype, {}, {}, 1.0, po)
                       : guided_denoiser(net, {}, {}, 1.0);
   };
@@ -234,7 +234,7 @@ json run_bench(const BenchConfig& config) {
           {"sample_net", c.prepared ? "prepared" : "module"},
           {"sample_layout", sample_layout},
           {"sample_streams", c.streams},
-          {"sample_block_convs", sample_layout == "channels-last" ? c.block_convs : "library"},
+          {"sample_convs", sample_layout == "channels-last" ? c.convs : "library"},
           {"chain_steps", chain},
           {"hidden", c.hidden},
           {"features", c.features},
