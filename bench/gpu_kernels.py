@@ -7,7 +7,8 @@ width 256, length 100 and its halves), each replayed as a CUDA graph:
 
 Prints microseconds per call: the k3 convolution as Conv1d (N, C, L), as
 Conv2d in channels-last, as three matrix products over a padded buffer and as
-one over its three taps side by side (--convs gemm), GroupNorm, SiLU, and the whole reference U-Net
+one over its three taps side by side (--convs gemm); the pooling (k4, stride
+2) and the upsampling (k3 to 2C) as cuDNN's and over taps; GroupNorm, SiLU, and the whole reference U-Net
 (bench/seed_reference.py's) forward in a graph, under autocast and with its
 weights cast to the precision.
 """
@@ -107,21 +108,29 @@ def main():
         wp6 = torch.stack([wp[:, :, 0], wp[:, :, 1], wp[:, :, 2], z, z, wp[:, :, 3]], 2)
         wp6 = wp6.permute(2, 1, 0).reshape(6 * c, c).contiguous()
         outp = torch.empty(b * length // 2, c, device=dev, dtype=dt)
-        tp_gemm = (timed(lambda: torch.mm(taps3.view(b * length // 2, 6 * c), wp6, out=outp))
-                   if b * length % 2 == 0 else float("nan"))
+        # (At an odd length healthgym pools with cuDNN: no product to time.)
+        tp_gemm, errp = float("nan"), float("nan")
+        if length % 2 == 0:
+            tp_gemm = timed(lambda: torch.mm(taps3.view(b * length // 2, 6 * c), wp6, out=outp))
+            wantp = F.conv1d(x, wp, stride=2, padding=1).transpose(1, 2)
+            errp = ((outp.view(b, length // 2, c).float() - wantp.float()).abs().max() /
+                    wantp.float().abs().max()).item()
         wu = torch.randn(2 * c, c, 3, device=dev, dtype=dt) * 0.02
         wu4 = wu.unsqueeze(2).contiguous(memory_format=torch.channels_last)
         tu_conv = timed(lambda: F.conv2d(x4, wu4, None, padding=(0, 1)))
         wu3 = wu.permute(2, 1, 0).reshape(3 * c, 2 * c).contiguous()
         outu = torch.empty(b * length, 2 * c, device=dev, dtype=dt)
         tu_gemm = timed(lambda: torch.mm(taps3, wu3, out=outu))
+        wantu = F.conv1d(x, wu, padding=1).transpose(1, 2)
+        erru = ((outu.view(b, length, 2 * c).float() - wantu.float()).abs().max() /
+                wantu.float().abs().max()).item()
         print(f"L {length:4d}: conv1d {t1:6.1f} us ({flops / t1 / 1e6:5.0f} TFLOP/s), "
               f"conv2d channels-last {t2:6.1f} us ({flops / t2 / 1e6:5.0f}), "
               f"3 GEMMs {t6:6.1f} us ({flops / t6 / 1e6:5.0f}, rel err {err:.1e}), "
               f"1 GEMM over taps {t7:6.1f} us ({flops / t7 / 1e6:5.0f}, rel err {err1:.1e}), "
               f"group_norm per-sample {t3:5.1f}, channels-last {t5:5.1f}, silu {t4:5.1f}; "
-              f"pooling: cuDNN {tp_conv:5.1f}, over taps {tp_gemm:5.1f} us; "
-              f"upsampling: cuDNN {tu_conv:5.1f}, over taps {tu_gemm:5.1f} us")
+              f"pooling: cuDNN {tp_conv:5.1f}, over taps {tp_gemm:5.1f} us (rel err {errp:.1e}); "
+              f"upsampling: cuDNN {tu_conv:5.1f}, over taps {tu_gemm:5.1f} us (rel err {erru:.1e})")
     spec = importlib.util.spec_from_file_location(
         "ref", os.path.join(os.path.dirname(os.path.abspath(__file__)), "seed_reference.py"))
     ref = importlib.util.module_from_spec(spec)

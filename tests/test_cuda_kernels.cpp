@@ -276,11 +276,15 @@ TEST(AddAlignedCuda, KernelMatchesTheReference) {
           ASSERT_EQ(got.scalar_type(), type);
           EXPECT_LT(rel_err(got, want), tol)
               << c10::toString(type) << " c " << c << " la " << la << " variant " << variant;
-          // With taps, the blocks they will likely get poisoned first: every
-          // element written.
+          // With taps. NaN first in the memory that the sum and the taps will
+          // likely get (allocated in their order, released together), so that
+          // an element the kernel fails to write shows.
           const auto taps_want = taps3_of(want);
-          torch::full_like(taps_want, std::numeric_limits<float>::quiet_NaN());
-          torch::full_like(want, std::numeric_limits<float>::quiet_NaN());
+          {
+            const float nan = std::numeric_limits<float>::quiet_NaN();
+            auto sum_block = torch::full_like(want, nan);
+            auto taps_block = torch::full_like(taps_want, nan);
+          }
           auto [sum, taps] = add_aligned_with_taps3(a, bias, r);
           EXPECT_LT(rel_err(sum, want), tol) << "with taps, variant " << variant;
           ASSERT_EQ(taps.sizes(), torch::IntArrayRef({b, l, 3 * c}));

@@ -93,9 +93,10 @@ TEST(PreparedUNet, MatchesTheModuleInFp32) {
 // Biases folded into the kernels that read the convolutions' outputs (the
 // default on a GPU with healthgym's kernels), and the convolutions as matrix
 // products over taps, compute the same function: on the CPU through those
-// functions' CPU versions, at 0, 1 and 3 levels, with the up path's crops
-// (length 37 pools to 19, 10, 5; upsampling gives 10, then 20 cut to 19, 38
-// cut to 37) and at a length whose every pooling reads taps (40, 20, 10).
+// functions' CPU versions, at 0, 1 and 3 levels, with the up path's padding
+// (length 37 pools to 18, 9, 4; upsampling gives 8, padded to 9, 18, then 36
+// padded to 37; at 37 and 9 the pooling is the library's, at 18 over taps)
+// and at a length whose every pooling reads taps (40, 20, 10).
 TEST(PreparedUNet, FoldedBiasesMatchTheModule) {
   for (int64_t levels : {0, 1, 3})
     for (int64_t length : {37, 40}) {

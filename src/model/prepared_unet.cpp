@@ -310,7 +310,9 @@ Tensor PreparedUNet::block_cl(const Block& b, int64_t index, const Tensor& x, co
                                          gemm_convs_);
   y = conv(y, b.conv1_w, b.conv1_b);
   y = group_norm_silu_channels_last(y, groups_, b.norm2_w, b.norm2_b, eps_, {}, gemm_convs_);
-  return conv(y, b.conv2_w, b.conv2_b).add_(x);
+  auto out = conv(y, b.conv2_w, b.conv2_b).add_(x);
+  if (taps) *taps = taps3_of(out);  // (forward_cl asks only with folded biases)
+  return out;
 }
 
 Tensor PreparedUNet::forward_cl(const Tensor& x_in, const Tensor& affine, bool any_layout) const {
