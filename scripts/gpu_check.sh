@@ -12,6 +12,8 @@
 #     --convs gemm), ROUNDS times: more pairs after a quick run
 #   ROUNDS=N: N alternating reference/healthgym rounds of the main pair (default
 #     2), numbered from FIRST_ROUND (default 1) so that a later call adds logs
+#   PROFILE=1: the kernel-by-kernel profile (scripts/gpu_profile.sh, Nsight
+#     Systems) with BENCH=quick or pairs too (BENCH=full always runs it)
 # Stages (STAGES, default all): tests (the CUDA tests), bench (against the
 # reference), product (train and sample on the GPU), suite (ctest, evaluate).
 set -uo pipefail
@@ -112,14 +114,20 @@ if want bench && [ "${BENCH:-full}" != pairs ]; then
   # itself replayed as a CUDA graph.
   stage kernels_bf16 90 "$py" bench/gpu_kernels.py
   cat "$out/kernels_bf16.log"
-  # Where the step's time goes, kernel by kernel, when Nsight Systems is there.
+fi
+# Where the step's time goes, kernel by kernel, when Nsight Systems is there
+# (BENCH=full, or PROFILE=1 with any BENCH).
+if want bench && { [ "${BENCH:-full}" = full ] || [ "${PROFILE:-0}" = 1 ]; }; then
   nsys=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys \
     2>/dev/null | head -n 1)
   if [ -n "$nsys" ]; then
-    NSYS=$nsys stage profile_bf16 180 scripts/gpu_profile.sh "$bin" "$out/profile" --precision bf16
-    head -n 30 "$out/profile_bf16.log"
+    for convs in library gemm; do
+      NSYS=$nsys stage "profile_bf16_$convs" 180 scripts/gpu_profile.sh "$bin" \
+        "$out/profile_$convs" --precision bf16 --convs "$convs"
+      head -n 30 "$out/profile_bf16_$convs.log"
+    done
   else
-    log "profile_bf16: no nsys on this machine, skipped"
+    log "profile: no nsys on this machine, skipped"
   fi
 fi
 if want bench && [ "${BENCH:-full}" = full ]; then
