@@ -9,10 +9,11 @@
 // over the T time steps (one gather per call), with conditions the FiLM MLPs'
 // first layers are tables and their second layers one batched matmul; the
 // transposed convolutions' kernels are rebuilt once; the output convolution
-// and the linear layer after it are composed into one convolution. On a GPU with healthgym's CUDA
-// kernels built, activations are kept channels-last ([B, L, C]): each normalisation with its SiLU
-// is one kernel of ours, the convolutions run as cuDNN's channels-last ones (faster than [B, C, L]
-// at these shapes) and the per-time linears as plain matrix products.
+// and the linear layer after it are composed into one convolution. On a GPU
+// with healthgym's CUDA kernels built, activations are kept channels-last
+// ([B, L, C]): each normalisation with its SiLU is one kernel of ours, the
+// convolutions run as cuDNN's channels-last ones (faster than [B, C, L] at
+// these shapes) and the per-time linears as plain matrix products.
 #include <torch/torch.h>
 
 #include <memory>

@@ -22,8 +22,8 @@ struct GroupNormSiluArgs {
 };
 
 // y = silu(group_norm(x + in_bias) * scale + shift), x and y [batch, length,
-// channels] contiguous (y three times as wide with taps3); enqueued on `stream` (a cudaStream_t).
-// Returns a cudaError_t.
+// channels] contiguous (y three times as wide with taps3); enqueued on
+// `stream` (a cudaStream_t). Returns a cudaError_t.
 int group_norm_silu_launch(const void* x, void* y, const GroupNormSiluArgs& args, void* stream);
 
 struct AddAlignedArgs {

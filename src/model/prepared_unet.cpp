@@ -269,10 +269,13 @@ Tensor conv_cl(const Tensor& x, const Tensor& w, const Tensor& bias, int64_t str
   return y.permute({0, 2, 3, 1}).reshape({b, y.size(3), y.size(1)});
 }
 
-// A per-time linear layer: one matrix product over all B x L rows.
+// A per-time linear layer, or a convolution over taps with its weight as a
+// matrix: one matrix product over all B x L rows (bias may be undefined).
 Tensor linear_cl(const Tensor& x, const Tensor& w_t, const Tensor& bias) {
   const int64_t b = x.size(0), l = x.size(1);
-  return torch::addmm(bias, x.reshape({b * l, x.size(2)}), w_t).view({b, l, w_t.size(1)});
+  auto rows = x.reshape({b * l, x.size(2)});
+  return (bias.defined() ? torch::addmm(bias, rows, w_t) : torch::mm(rows, w_t))
+      .view({b, l, w_t.size(1)});
 }
 
 Tensor align_length_cl(const Tensor& x, int64_t n) {
@@ -289,11 +292,7 @@ Tensor PreparedUNet::block_cl(const Block& b, int64_t index, const Tensor& x, co
   // A block's convolutions read what a normalisation wrote: with gemm_convs_
   // it writes their three taps and each is one matrix product.
   auto conv = [&](const Tensor& h, const Tensor& w, const Tensor& bias) {
-    if (!gemm_convs_) return conv_cl(h, w, bias, 1, 1);
-    const int64_t batch = h.size(0), l = h.size(1);
-    auto rows = h.view({batch * l, h.size(2)});
-    return (bias.defined() ? torch::addmm(bias, rows, w) : torch::mm(rows, w))
-        .view({batch, l, w.size(1)});
+    return gemm_convs_ ? linear_cl(h, w, bias) : conv_cl(h, w, bias, 1, 1);
   };
   if (fused_) {
     auto h = group_norm_silu_channels_last(x, groups_, affine[0][index], affine[1][index], eps_,
@@ -323,12 +322,8 @@ Tensor PreparedUNet::forward_cl(const Tensor& x_in, const Tensor& affine, bool a
   torch::silu_(x);
   x = linear_cl(x, in2_w_, in2_b_);
   // all_gemm_: a block whose output a convolution reads writes its taps too,
-  // and that convolution is a matrix product over them ([B * L, 3C] rows).
+  // and that convolution is a matrix product over them (linear_cl).
   Tensor taps;
-  auto over_taps = [&](const Tensor& w, const Tensor& bias) {
-    auto rows = taps.view({-1, taps.size(2)});
-    return bias.defined() ? torch::addmm(bias, rows, w) : torch::mm(rows, w);
-  };
   std::vector<Tensor> skips;
   size_t k = 0;
   for (int64_t i = 0; i < levels; ++i, ++k) {
@@ -342,8 +337,7 @@ Tensor PreparedUNet::forward_cl(const Tensor& x_in, const Tensor& affine, bool a
     skips.push_back(x);
     // fused_: the pooling's bias is added by the next block's kernels.
     if (pool_taps) {
-      x = torch::mm(taps.view({batch * l / 2, 2 * taps.size(2)}), pool_w6_[u])
-              .view({batch, l / 2, -1});
+      x = linear_cl(taps.view({batch, l / 2, 2 * taps.size(2)}), pool_w6_[u], {});
     } else {
       x = conv_cl(x, pool_w_[u], fused_ ? Tensor() : pool_b_[u], 2, 1);
     }
@@ -355,7 +349,7 @@ Tensor PreparedUNet::forward_cl(const Tensor& x_in, const Tensor& affine, bool a
     // The transposed convolution as one conv with outputs (even, odd) per
     // position: channels-last, [B, L, 2C] is already the interleaved [B, 2L, C].
     const auto u = static_cast<size_t>(i);
-    auto y = all_gemm_ ? over_taps(up_w3_[u], {}).view({batch, x.size(1), -1})
+    auto y = all_gemm_ ? linear_cl(taps, up_w3_[u], {})
                        : conv_cl(x, up_w_[u], fused_ ? Tensor() : up_b_[u], 1, 1);
     y = y.view({batch, 2 * y.size(1), y.size(2) / 2});
     auto s = skips.back();
@@ -365,7 +359,7 @@ Tensor PreparedUNet::forward_cl(const Tensor& x_in, const Tensor& affine, bool a
     x = block_cl(blocks_[k], static_cast<int64_t>(k), joined, affine, all_gemm_ ? &taps : nullptr);
   }
   // out_conv and out1 in one
-  x = all_gemm_ ? over_taps(out_conv_w3_, out_conv_b_).view({batch, x.size(1), -1})
+  x = all_gemm_ ? linear_cl(taps, out_conv_w3_, out_conv_b_)
                 : conv_cl(x, out_conv_w_, out_conv_b_, 1, 1);
   torch::silu_(x);
   x = linear_cl(x, out2_w_, out2_b_);
